@@ -36,3 +36,27 @@ def hippo_cases(hippo_dir: Path) -> list[tuple[Path, Path]]:
     """(image, label) paths of the first 8 hippocampus cases, sorted by name."""
     images = sorted((hippo_dir / "imagesTr").glob("hippocampus_*.nii.gz"))[:8]
     return [(p, hippo_dir / "labelsTr" / p.name) for p in images]
+
+
+#: Tiny network configs for fast CPU tests (random weights; not for accuracy).
+TINY_UNETR = {"img_size": [32, 32, 32], "feature_size": 4, "hidden_size": 24, "mlp_dim": 48, "num_heads": 2}
+TINY_BSNET = {"filters": [4, 8, 16]}
+
+
+def make_tiny_pair_dir(folder: Path, model_id: str = "tiny-pair", seed: int = 0) -> Path:
+    """Save a random-init UNETR + BS-Net pair with tiny configs to ``folder``; return it."""
+    import torch
+
+    from napari_medseg.models.factory import build_network
+    from napari_medseg.models.pair import ModelPair
+
+    torch.manual_seed(seed)
+    nets = {"unetr": build_network("unetr", TINY_UNETR), "bsnet": build_network("bsnet", TINY_BSNET)}
+    pair = ModelPair.from_nets(nets, model_id=model_id, patch_size=(32, 32, 32))
+    return pair.save(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny random pair (session-wide, read-only by convention)."""
+    return make_tiny_pair_dir(tmp_path_factory.mktemp("tiny-model") / "tiny-pair")

@@ -1,0 +1,1 @@
+"""Evaluation: per-case Dice / HD95 (MONAI metrics) and reports (per-case table, mean ± sd summary)."""

@@ -73,7 +73,10 @@ class Volume:
         return "".join(nib.orientations.aff2axcodes(self.affine))
 
     def with_array(self, array: np.ndarray, modality: str | None = None) -> Volume:
-        """A new volume on the same grid (same affine) holding ``array``."""
+        """A new volume on the same grid (same affine and a copy of ``meta``, which holds the NIfTI
+        qform/sform codes :func:`napari_medseg.io.save_labels` reuses) holding ``array``."""
         if tuple(array.shape) != self.shape:
             raise ValueError(f"array shape {array.shape} does not match the grid {self.shape}")
-        return Volume(array=array, affine=self.affine.copy(), modality=modality or self.modality)
+        return Volume(
+            array=array, affine=self.affine.copy(), modality=modality or self.modality, meta=dict(self.meta)
+        )

@@ -1,0 +1,110 @@
+"""``napari-medseg evaluate``: Dice and HD95 of a model on labelled cases, per case and mean ± sd."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from napari_medseg.commands.predict import add_model_arguments, load_pair
+
+HELP = "Measure a model's accuracy (Dice, HD95) on labelled cases."
+DESCRIPTION = (
+    "Segment labelled cases with a model and compare with the reference labels: Dice overlap (1 = "
+    "perfect) and HD95, the 95th-percentile surface distance in millimetres (0 = perfect), for each "
+    "structure. DIR is a dataset folder in MSD layout (imagesTr/, labelsTr/) or a case store (only "
+    "clinician-approved labels are used). For an MSD folder the validation cases recorded in the "
+    "model card are used when present, so training cases are not scored. Prints one line per case "
+    "and the mean ± standard deviation; --out also writes a CSV table."
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` sub-command."""
+    p = subparsers.add_parser("evaluate", help=HELP, description=DESCRIPTION)
+    add_model_arguments(p)
+    p.add_argument("--data", type=Path, required=True, metavar="DIR", help="MSD dataset folder or case store")
+    p.add_argument("--cases", type=int, default=None, metavar="N", help="score only the first N cases")
+    p.add_argument(
+        "--split",
+        choices=("auto", "val", "all"),
+        default="auto",
+        help="auto (default): the model card's validation cases if recorded, else all; val: require them",
+    )
+    p.add_argument("--out", type=Path, default=None, metavar="CSV", help="write the per-case table as CSV")
+    p.add_argument("--no-hd95", action="store_true", help="skip HD95 (faster on large scans)")
+    p.set_defaults(func=run)
+
+
+def validation_ids(card: dict[str, Any]) -> list[str] | None:
+    """Validation case ids recorded in a model card, or ``None``.
+
+    Looked up at ``card["training"]["split"]["val"]`` (what ``training`` writes), then
+    ``card["training"]["val_cases"]`` and ``card["split"]["val"]``.
+    """
+    training = card.get("training") or {}
+    for holder, key in ((training.get("split"), "val"), (training, "val_cases"), (card.get("split"), "val")):
+        if isinstance(holder, dict) and isinstance(holder.get(key), list):
+            return [str(c) for c in holder[key]]
+    return None
+
+
+def labelled_cases(data: Path, card: dict[str, Any], split: str) -> tuple[list[tuple[str, Any, Any]], str]:
+    """``[(case_id, image_path_or_loader, label_path_or_loader)]`` to score, and a note on where they came from."""
+    from napari_medseg.errors import InputError
+
+    if not data.is_dir():
+        raise InputError(f"data folder {data} does not exist")
+    if (data / ".medseg").is_dir():
+        from napari_medseg.store import CaseStore
+
+        store = CaseStore.open(data)
+        items = [it for it in store.training_items() if it["approved"]]
+        if not items:
+            raise InputError(f"the case store {data} has no approved labels to evaluate against")
+        cases = [(it["case_id"], Path(it["image"]), Path(it["label"])) for it in items]
+        return sorted(cases), f"{len(cases)} approved cases of the store"
+    from napari_medseg.training.data import cases_from_msd
+
+    records = cases_from_msd(data)
+    cases = [(r.case_id, Path(r.image_path), Path(r.label_path)) for r in records]
+    val = validation_ids(card) if split != "all" else None
+    if split == "val" and val is None:
+        raise InputError("the model card records no validation cases; use --split all")
+    if val is not None:
+        keep = set(val)
+        chosen = [c for c in cases if c[0] in keep]
+        if chosen:
+            return chosen, f"{len(chosen)} validation cases recorded in the model card"
+        if split == "val":
+            raise InputError(f"none of the model card's validation cases are in {data}")
+    return cases, f"all {len(cases)} labelled cases (no recorded validation split applies)"
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from napari_medseg.evaluation.metrics import case_metrics
+    from napari_medseg.evaluation.report import EvaluationReport
+    from napari_medseg.inference.engine import predict_volume
+    from napari_medseg.io import load_labels, load_volume
+
+    pair = load_pair(args.model, args.net)
+    cases, origin = labelled_cases(args.data, pair.card, args.split)
+    if args.cases is not None:
+        cases = cases[: max(args.cases, 0)]
+    classes = sorted(c for c in pair.classes if c != 0)
+    print(f"model {pair.model_id} ({args.net}) on {origin}" + (f", first {len(cases)}" if args.cases else ""))
+    report = EvaluationReport(meta={"model_id": pair.model_id, "net": args.net, "data": str(args.data)})
+    for case, image_path, label_path in tqdm(cases, desc="evaluate", unit="case", file=sys.stderr):
+        volume = load_volume(image_path)
+        truth = load_labels(label_path, reference=volume)
+        pred = predict_volume(volume, pair, net=args.net, device=args.device, overlap=args.overlap, keep_probs=False)
+        metrics = case_metrics(pred.labels, truth.array, classes, volume.spacing, hd95=not args.no_hd95)
+        metrics["uncertainty_score"] = pred.score
+        report.add(case, metrics)
+    print(report.format_table())
+    if args.out is not None:
+        print(f"wrote {report.to_csv(args.out)}")
+    return 0

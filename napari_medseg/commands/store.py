@@ -1,0 +1,283 @@
+"""``napari-medseg store``: create a case folder, import scans, list the review queue, export.
+
+Sub-commands: ``init``, ``import``, ``list``, ``history``, ``status``, ``export``, ``check``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from pathlib import Path
+
+from napari_medseg.errors import InputError, StoreError
+
+_DESCRIPTION = """\
+A case store is one folder holding the scans of a dataset, every saved version of their
+segmentations (nothing is ever overwritten) and each case's review status
+(new -> proposed -> in_review -> corrected -> approved). The folder is laid out like the
+Medical Segmentation Decathlon, so nnU-Net and MONAI can train on the approved labels directly.
+"""
+
+
+def _parse_labels(text: str) -> dict[int, str]:
+    labels: dict[int, str] = {}
+    for part in text.split(","):
+        value, sep, name = part.partition("=")
+        if not sep or not value.strip().isdigit() or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"cannot read label {part!r}: write VALUE=NAME pairs, e.g. 0=background,1=Anterior,2=Posterior"
+            )
+        labels[int(value)] = name.strip()
+    if 0 not in labels:
+        raise argparse.ArgumentTypeError(
+            "the label list must include 0 (background), e.g. 0=background,1=Tumour"
+        )
+    return labels
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``store`` and its sub-commands to the ``napari-medseg`` parser."""
+    p = subparsers.add_parser(
+        "store",
+        help="manage a case folder: import scans, list the review queue, see history, export approved labels",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
+    sub = p.add_subparsers(dest="store_command", metavar="ACTION")
+
+    s = sub.add_parser(
+        "init", help="create a new, empty case folder", description="Create a new, empty case folder."
+    )
+    s.add_argument("dir", type=Path, help="folder to create (or an empty existing folder)")
+    s.add_argument("--name", default="", help="dataset name shown in dataset.json (default: the folder name)")
+    s.add_argument(
+        "--labels",
+        type=_parse_labels,
+        default=None,
+        help="the structures you segment, as VALUE=NAME pairs: 0=background,1=Anterior,2=Posterior "
+        "(default: 0=background,1=foreground; importing a Decathlon folder into an empty store uses its names)",
+    )
+    s.add_argument("--modality", default="MRI", help="imaging modality, e.g. MRI or CT (default: MRI)")
+    s.set_defaults(func=run_init)
+
+    s = sub.add_parser(
+        "import",
+        help="copy scans (and their segmentations) into the case folder",
+        description="Copy scans into the case folder. Give NIfTI files or DICOM folders, or one "
+        "Decathlon-style folder (with dataset.json and imagesTr/) to import all of its cases. "
+        "The originals are not changed.",
+    )
+    s.add_argument("dir", type=Path, help="the case folder (made with 'store init')")
+    s.add_argument("images", nargs="+", type=Path, help="scans to import, or one Decathlon folder")
+    s.add_argument(
+        "--labels", nargs="+", type=Path, default=None, help="segmentations, one per scan, in the same order"
+    )
+    s.add_argument(
+        "--approved",
+        action="store_true",
+        help="mark the imported segmentations as approved by a clinician (otherwise they wait for review)",
+    )
+    s.add_argument(
+        "--limit", type=int, default=None, help="with a Decathlon folder: import only its first N cases"
+    )
+    s.add_argument("--author", default=None, help="name recorded as the importer (default: your login name)")
+    s.set_defaults(func=run_import)
+
+    s = sub.add_parser(
+        "list",
+        help="show every case with its review status, versions, last editor, lock and uncertainty",
+        description="Show every case: review status, number of saved versions, who edited last, "
+        "who is working on it (lock) and the model's uncertainty score.",
+    )
+    s.add_argument("dir", type=Path, help="the case folder")
+    s.add_argument(
+        "--sort",
+        choices=("case", "uncertainty", "status"),
+        default="case",
+        help="order: by case name (default), by uncertainty (most uncertain first: review these first) or by status",
+    )
+    s.set_defaults(func=run_list)
+
+    s = sub.add_parser(
+        "history",
+        help="show every saved version of one case: who, when, from what, how much changed",
+        description="Show every saved version of one case (who, when, model or human, what it was edited "
+        "from, voxels changed, agreement with the model proposal) and its review events.",
+    )
+    s.add_argument("dir", type=Path, help="the case folder")
+    s.add_argument("case", help="case name, e.g. hippocampus_001")
+    s.set_defaults(func=run_history)
+
+    s = sub.add_parser(
+        "status",
+        help="move a case in the review workflow (e.g. approve it) or leave a comment",
+        description="Move a case in the review workflow: new -> proposed -> in_review -> corrected -> "
+        "approved. Approving publishes the latest version to labelsTr/. With no status, only records "
+        "the comment (e.g. 'needs work: posterior boundary').",
+    )
+    s.add_argument("dir", type=Path, help="the case folder")
+    s.add_argument("case", help="case name")
+    s.add_argument(
+        "status", nargs="?", choices=("proposed", "in_review", "corrected", "approved"), default=None
+    )
+    s.add_argument("--comment", default="", help="comment recorded with the change")
+    s.add_argument("--author", default=None, help="your name (default: your login name)")
+    s.set_defaults(func=run_status)
+
+    s = sub.add_parser(
+        "export",
+        help="write the approved segmentations as a new Decathlon/nnU-Net folder",
+        description="Write a new Decathlon-style folder (imagesTr/, labelsTr/, dataset.json) with every "
+        "approved case and its latest approved segmentation, for nnU-Net, MONAI or sharing.",
+    )
+    s.add_argument("dir", type=Path, help="the case folder")
+    s.add_argument("out", type=Path, help="new (or empty) folder to write")
+    s.set_defaults(func=run_export)
+
+    s = sub.add_parser(
+        "check",
+        help="verify the case folder after a crash or power cut (and optionally tidy it)",
+        description="Verify that every saved version is intact and the database is healthy. Files left "
+        "by an interrupted save are reported; --clean moves them aside (nothing is deleted except "
+        "temporary files).",
+    )
+    s.add_argument("dir", type=Path, help="the case folder")
+    s.add_argument(
+        "--clean", action="store_true", help="move interrupted-save leftovers aside and repair labelsTr/"
+    )
+    s.set_defaults(func=run_check)
+
+
+def _who(name: str | None) -> str:
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _open(path: Path):
+    from napari_medseg.store import CaseStore
+
+    return CaseStore.open(path)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from napari_medseg.store import CaseStore
+
+    store = CaseStore.init(args.dir, name=args.name, labels=args.labels, modality=args.modality)
+    labels = ", ".join(f"{k}={v}" for k, v in store.labels.items())
+    print(f"created case folder {store.root} ({labels})")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from napari_medseg.store.msd import is_msd_folder
+
+    store = _open(args.dir)
+    author = _who(args.author)
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 20 == 0:
+            print(f"  imported {done}/{total}", flush=True)
+
+    if len(args.images) == 1 and is_msd_folder(args.images[0]):
+        if args.labels:
+            raise InputError("a Decathlon folder brings its own labels; do not pass --labels with it")
+        ids = store.import_msd_folder(
+            args.images[0], limit=args.limit, author=author, approved=args.approved, progress=progress
+        )
+    else:
+        if args.labels is not None and len(args.labels) != len(args.images):
+            raise InputError(
+                f"got {len(args.images)} scans but {len(args.labels)} label files; give one per scan"
+            )
+        images = args.images[: args.limit] if args.limit is not None else args.images
+        labels = args.labels or [None] * len(images)
+        ids = store.import_many(
+            list(zip(images, labels, strict=False)), author=author, approved=args.approved
+        )
+    print(f"imported {len(ids)} case(s) into {store.root}")
+    return 0
+
+
+def _fmt(value, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    store = _open(args.dir)
+    cases = store.cases()
+    if args.sort == "uncertainty":
+        cases.sort(key=lambda c: (c.uncertainty is None, -(c.uncertainty or 0.0), c.case_id))
+    elif args.sort == "status":
+        from napari_medseg.store.schema import STATUSES
+
+        cases.sort(key=lambda c: (STATUSES.index(c.status), c.case_id))
+    rows = [("case", "status", "versions", "last editor", "lock", "uncertainty")]
+    for c in cases:
+        lock = f"{c.lock_owner} since {c.lock_since[:16].replace('T', ' ')}" if c.lock_owner else "-"
+        rows.append(
+            (c.case_id, c.status, str(c.n_versions), _fmt(c.last_editor), lock, _fmt(c.uncertainty, "{:.3f}"))
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    print(f"{len(cases)} case(s)")
+    return 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    store = _open(args.dir)
+    info = store.case(args.case)
+    print(
+        f"case {info.case_id}: {info.status}"
+        + (f", approved version {info.approved_version}" if info.approved_version else "")
+    )
+    for v in store.versions(args.case):
+        kind = "proposal" if v.is_proposal else "edit"
+        parts = [f"v{v.number}", v.created_utc[:19].replace("T", " "), v.author, v.source, kind]
+        parts.append(f"from v{v.parent}" if v.parent else "first")
+        if v.changed_vs_parent is not None:
+            parts.append(f"{v.changed_vs_parent} voxels changed")
+        if v.dice_vs_proposal is not None:
+            parts.append(f"Dice vs proposal {v.dice_vs_proposal:.3f} ({v.changed_vs_proposal} voxels differ)")
+        if v.note:
+            parts.append(f"note: {v.note}")
+        print("  " + " | ".join(parts))
+    print("events:")
+    for e in store.events(args.case):
+        print(f"  {e.time_utc[:19].replace('T', ' ')}  {e.author}: {e.kind} {e.detail}".rstrip())
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    store = _open(args.dir)
+    author = _who(args.author)
+    if args.status is None:
+        if not args.comment:
+            raise StoreError("give a new status, a --comment, or both")
+        store.comment(args.case, author, args.comment)
+        print(f"comment recorded on {args.case}")
+    else:
+        store.set_status(args.case, args.status, author, args.comment)
+        print(f"{args.case} is now {args.status}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    store = _open(args.dir)
+    out = store.export(args.out)
+    n = sum(1 for _ in (out / "labelsTr").glob("*.nii.gz"))
+    print(f"exported {n} approved case(s) to {out}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    store = _open(args.dir)
+    report = store.check(clean=args.clean)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok or report.cleaned else 1

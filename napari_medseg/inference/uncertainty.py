@@ -1,0 +1,158 @@
+"""Voxel-wise uncertainty of a segmentation from the two peer networks' class probabilities.
+
+All functions are pure torch, work on any device, and take probabilities of shape ``(C, *S)`` (class
+first, ``S`` the spatial shape, e.g. ``(I, J, K)``) that sum to 1 over ``C``. Values returned are in
+``[0, 1]``:
+
+* :func:`js_divergence` — Jensen–Shannon divergence between the two nets' class distributions,
+  divided by ``log 2`` (its maximum), so 0 = identical distributions, 1 = disjoint certain answers.
+* :func:`total_variation` — ``0.5 * sum_c |p_A - p_B|``, the multi-class form of ``|p_A - p_B|``.
+* :func:`normalised_entropy` — entropy of one distribution divided by ``log C`` (single-net baseline).
+* :func:`boundary_band` — voxels within ``radius`` voxels (Chebyshev distance) of either net's
+  predicted label boundary: where segmentation errors live.
+
+The pair uncertainty shown to users is ``method(p_A, p_B) * band`` (see :func:`pair_uncertainty`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+#: Methods accepted by :func:`pair_uncertainty`.
+PAIR_METHODS = ("jsd", "tv", "jsd_entropy")
+#: Default disagreement measure (chosen by bench/eval_uncertainty.py, see bench/RESULTS.md).
+DEFAULT_METHOD = "jsd"
+#: Default half-width of the boundary band, in voxels.
+DEFAULT_BAND_RADIUS = 3
+
+_EPS = 1e-7
+
+
+def _xlogx(p: torch.Tensor) -> torch.Tensor:
+    return p * torch.log(p.clamp_min(_EPS))
+
+
+def normalised_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy over the class axis, divided by ``log C``.
+
+    Args:
+        p: probabilities ``(C, *S)``.
+
+    Returns:
+        ``(*S)`` float tensor in ``[0, 1]`` (1 = uniform over the C classes).
+    """
+    c = p.shape[0]
+    if c < 2:
+        return torch.zeros_like(p[0])
+    h = -_xlogx(p.float()).sum(0)
+    return (h / math.log(c)).clamp_(0.0, 1.0)
+
+
+def js_divergence(p_a: torch.Tensor, p_b: torch.Tensor) -> torch.Tensor:
+    """Jensen–Shannon divergence between two class distributions, normalised by ``log 2``.
+
+    Args:
+        p_a, p_b: probabilities ``(C, *S)``.
+
+    Returns:
+        ``(*S)`` float tensor in ``[0, 1]``; 0 where the two distributions are identical.
+    """
+    p_a = p_a.float()
+    p_b = p_b.float()
+    m = 0.5 * (p_a + p_b)
+    jsd = 0.5 * (_xlogx(p_a).sum(0) + _xlogx(p_b).sum(0)) - _xlogx(m).sum(0)
+    return (jsd / math.log(2.0)).clamp_(0.0, 1.0)
+
+
+def total_variation(p_a: torch.Tensor, p_b: torch.Tensor) -> torch.Tensor:
+    """Total-variation distance ``0.5 * sum_c |p_A - p_B|`` in ``[0, 1]``, shape ``(*S)``."""
+    return (0.5 * (p_a.float() - p_b.float()).abs().sum(0)).clamp_(0.0, 1.0)
+
+
+def boundary_mask(labels: torch.Tensor) -> torch.Tensor:
+    """Voxels whose 3x3x3 neighbourhood holds more than one label.
+
+    Args:
+        labels: integer label map ``(I, J, K)``.
+
+    Returns:
+        bool ``(I, J, K)``; both sides of every label interface are marked. The volume border does not
+        count as a boundary.
+    """
+    x = labels.float()[None, None]
+    hi = F.max_pool3d(x, 3, stride=1, padding=1)
+    lo = -F.max_pool3d(-x, 3, stride=1, padding=1)
+    return (hi != lo)[0, 0]
+
+
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary dilation of a bool ``(I, J, K)`` mask by a cube of half-width ``radius`` voxels."""
+    if radius <= 0:
+        return mask
+    x = mask.float()[None, None]
+    return F.max_pool3d(x, 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
+
+
+def boundary_band(labels_a: torch.Tensor, labels_b: torch.Tensor | None = None, radius: int = 3) -> torch.Tensor:
+    """Voxels within ``radius`` voxels (Chebyshev) of either label map's boundary, bool ``(I, J, K)``."""
+    edge = boundary_mask(labels_a)
+    if labels_b is not None:
+        edge |= boundary_mask(labels_b)
+    return dilate(edge, radius)
+
+
+def pair_disagreement(p_a: torch.Tensor, p_b: torch.Tensor, method: str = DEFAULT_METHOD) -> torch.Tensor:
+    """Unrestricted voxel disagreement ``(*S)`` in ``[0, 1]`` between two nets.
+
+    ``method``: ``"jsd"`` (Jensen–Shannon / log 2), ``"tv"`` (total variation) or ``"jsd_entropy"``
+    (``sqrt(JSD * H(mean))``: disagreement that is also uncertain on average).
+    """
+    if method == "jsd":
+        return js_divergence(p_a, p_b)
+    if method == "tv":
+        return total_variation(p_a, p_b)
+    if method == "jsd_entropy":
+        return (js_divergence(p_a, p_b) * normalised_entropy(0.5 * (p_a + p_b))).sqrt_()
+    raise ValueError(f"unknown uncertainty method {method!r}; choose one of {PAIR_METHODS}")
+
+
+def pair_uncertainty(
+    p_a: torch.Tensor,
+    p_b: torch.Tensor,
+    radius: int = DEFAULT_BAND_RADIUS,
+    method: str = DEFAULT_METHOD,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boundary-band pair uncertainty.
+
+    Args:
+        p_a, p_b: class probabilities ``(C, I, J, K)`` of the two networks.
+        radius: band half-width in voxels around either net's argmax boundary.
+        method: see :func:`pair_disagreement`.
+
+    Returns:
+        ``(uncertainty, band)``: float32 ``(I, J, K)`` in ``[0, 1]`` (zero outside the band) and the bool band.
+    """
+    band = boundary_band(p_a.argmax(0), p_b.argmax(0), radius)
+    unc = pair_disagreement(p_a, p_b, method) * band
+    return unc, band
+
+
+def single_uncertainty(p: torch.Tensor, radius: int = DEFAULT_BAND_RADIUS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Single-net baseline: normalised softmax entropy ``(I, J, K)`` and that net's boundary band.
+
+    The entropy is not restricted to the band (a single net's entropy already peaks at its boundaries).
+    """
+    return normalised_entropy(p), boundary_band(p.argmax(0), None, radius)
+
+
+def case_score(uncertainty: torch.Tensor, labels: torch.Tensor) -> float:
+    """Per-case uncertainty score: ``sum(uncertainty) / max(1, number of foreground voxels)``.
+
+    Normalising by the proposal's foreground volume makes large and small structures comparable:
+    the score is the mean uncertainty "per segmented voxel"; 0 = the nets agree everywhere.
+    """
+    fg = int((labels > 0).sum().item())
+    return float(uncertainty.float().sum().item()) / max(fg, 1)

@@ -1,0 +1,99 @@
+"""Volume geometry in napari's terms (pure numpy; napari itself is not imported).
+
+Display order is ``(K, J, I)``: :func:`to_display` transposes a ``(I, J, K)`` array so napari's first
+(slider) axis walks ``K``, which shows axial slices for RAS/LPS/LAS volumes. The layer keywords from
+:func:`layer_kwargs` place every voxel at its RAS+ world position, also in display order
+``(z, y, x) = (S, A, R)`` mm::
+
+    world_display = rotate @ diag(scale) @ index_display + translate
+    world_display == P @ (affine @ [i, j, k, 1])[:3],  P = reverse axes, index_display = (k, j, i)
+
+``rotate`` is napari's "rotation" matrix, which (as in ``napari.utils.transforms``' own decomposition)
+may contain a reflection: flipped axes (LPS, LAS) keep positive scales. ``shear`` is only given for
+non-orthogonal grids (e.g. gantry tilt).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from napari_medseg.io.volume import Volume
+
+#: Permutation (I, J, K) -> display (K, J, I).
+DISPLAY_AXES = (2, 1, 0)
+_P = np.eye(3)[list(DISPLAY_AXES)]
+
+
+def to_display(arr: np.ndarray) -> np.ndarray:
+    """``(I, J, K, ...)`` → ``(K, J, I, ...)`` view (no copy)."""
+    return np.swapaxes(arr, 0, 2)
+
+
+def from_display(arr_view: np.ndarray) -> np.ndarray:
+    """``(K, J, I, ...)`` → ``(I, J, K, ...)`` view; inverse of :func:`to_display`."""
+    return np.swapaxes(arr_view, 0, 2)
+
+
+def display_affine(affine: np.ndarray) -> np.ndarray:
+    """4×4 map from display indices ``(k, j, i)`` to world ``(S, A, R)``-ordered RAS+ mm."""
+    affine = np.asarray(affine, np.float64)
+    out = np.eye(4)
+    out[:3, :3] = _P @ affine[:3, :3] @ _P.T
+    out[:3, 3] = _P @ affine[:3, 3]
+    return out
+
+
+def layer_kwargs(vol: Volume | np.ndarray) -> dict[str, Any]:
+    """napari layer keywords ``scale``, ``translate`` (mm) and, when needed, ``rotate``/``shear``.
+
+    Args:
+        vol: a Volume, or a 4×4 voxel → RAS+ affine.
+
+    Returns:
+        dict with ``scale`` (3 floats > 0), ``translate`` (3 floats) and, when not identity, ``rotate``
+        (3×3 orthogonal matrix, possibly improper) and ``shear`` (3×3 upper-triangular, unit diagonal).
+    """
+    import scipy.linalg
+
+    affine = vol.affine if isinstance(vol, Volume) else np.asarray(vol, np.float64)
+    disp = display_affine(affine)
+    linear = disp[:3, :3]
+    q, tri = scipy.linalg.qr(linear)  # linear = q @ tri, tri upper triangular
+    signs = np.sign(np.diag(tri))
+    signs[signs == 0] = 1.0
+    q = q * signs  # flip columns so that diag(tri) > 0
+    tri = signs[:, None] * tri
+    scale = np.diag(tri).copy()
+    shear = tri / scale[None, :]  # unit diagonal: tri = shear @ diag(scale)
+    out: dict[str, Any] = {
+        "scale": tuple(float(s) for s in scale),
+        "translate": tuple(float(t) for t in disp[:3, 3]),
+    }
+    q = np.where(np.abs(q) < 1e-12, 0.0, q)
+    if not np.allclose(q, np.eye(3), atol=1e-12):
+        out["rotate"] = q
+    if not np.allclose(shear, np.eye(3), atol=1e-9):
+        out["shear"] = shear
+    return out
+
+
+def affine_from_layer(scale: Any, translate: Any, rotate: Any = None, shear: Any = None) -> np.ndarray:
+    """Inverse of :func:`layer_kwargs`: the 4×4 voxel ``(i, j, k)`` → RAS+ mm affine of a 3D layer.
+
+    ``rotate``/``shear`` are 3×3 matrices (or ``None``); shear must be given as a matrix.
+    """
+    scale = np.asarray(scale, np.float64)[-3:]
+    translate = np.asarray(translate, np.float64)[-3:]
+    rot = np.eye(3) if rotate is None else np.asarray(rotate, np.float64)[-3:, -3:]
+    sh = np.eye(3) if shear is None else np.asarray(shear, np.float64)
+    if sh.ndim == 1:  # napari's upper-triangular vector form
+        m = np.eye(3)
+        m[np.triu_indices(3, 1)] = sh
+        sh = m
+    linear_disp = rot @ sh[-3:, -3:] @ np.diag(scale)
+    affine = np.eye(4)
+    affine[:3, :3] = _P.T @ linear_disp @ _P
+    affine[:3, 3] = _P.T @ translate
+    return affine

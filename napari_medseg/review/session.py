@@ -1,0 +1,428 @@
+"""``ReviewSession``: the headless review loop that the napari panels (and scripts) drive.
+
+One session = one user working through one case store::
+
+    session = ReviewSession.open("/data/hippo-store", user="alice")
+    session.open_case(session.queue_ids()[0])      # most uncertain first; takes the case lock
+    pred = session.run_prediction()                 # proposal + uncertainty, proposal saved to the store
+    session.accept_proposal()                       # working labels := proposal
+    session.labels[10, 20, 5] = 2                   # edit (napari paints into this array)
+    session.save_version(note="fixed the tail")     # StaleSaveError if someone saved in between
+    session.approve()
+
+Arrays are in the image's own voxel order ``(I, J, K)`` (see :class:`~napari_medseg.io.volume.Volume`);
+the widgets show them in napari's display order through :mod:`napari_medseg.io.napari_view`.
+No Qt or napari import here; torch is imported only when a prediction runs.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_medseg.errors import StaleSaveError, StoreError
+from napari_medseg.review.diff import LabelDiff, label_diff
+from napari_medseg.review.queue import neighbour, queue_order
+
+if TYPE_CHECKING:
+    from napari_medseg.inference.cancel import CancelToken
+    from napari_medseg.inference.prediction import Prediction
+    from napari_medseg.io.volume import Volume
+    from napari_medseg.models.pair import ModelPair
+    from napari_medseg.store import CaseStore
+    from napari_medseg.store.records import CaseInfo, VersionInfo
+
+#: Networks a prediction can use: both peers (mean probabilities + disagreement) or one of them.
+NETWORKS = ("pair", "unetr", "bsnet")
+
+Predictor = Callable[..., "Prediction"]
+
+
+class UnsavedChangesError(StoreError):
+    """The working labels have edits that were not saved and the action would drop them."""
+
+
+def default_model_dir() -> Path:
+    """The bundled default model pair (``resources/models/default``)."""
+    from napari_medseg import RESOURCES_DIR
+
+    return RESOURCES_DIR / "models" / "default"
+
+
+def default_user() -> str:
+    """The login name of the current user (the author recorded with saves)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "annotator"
+
+
+class ReviewSession:
+    """State of one user's review of one case store.
+
+    Attributes:
+        store: the open :class:`~napari_medseg.store.CaseStore`.
+        user: author of saves and owner of locks.
+        model_dir: model pair used by :meth:`predict` (default: the bundled model).
+        pair: the loaded :class:`~napari_medseg.models.pair.ModelPair` (loaded on first prediction;
+            may be set directly).
+        case_id: the open case, or ``None``.
+        image: the open case's image.
+        labels: working label map, ``(I, J, K)`` integers (edit in place; the viewer paints into it).
+        base_version: store version the working labels were loaded from or last saved as (``None``
+            when the case had no label).
+        proposal: latest model proposal ``(I, J, K)`` uint8 (from this session's prediction, else the
+            store's latest proposal version), or ``None``.
+        proposal_version: store version number of :attr:`proposal`, if it was saved.
+        prediction: the latest :class:`~napari_medseg.inference.prediction.Prediction` for this case.
+    """
+
+    def __init__(
+        self,
+        store: CaseStore,
+        user: str | None = None,
+        model_dir: str | Path | None = None,
+        predictor: Predictor | None = None,
+    ) -> None:
+        """Args:
+        store: an open case store.
+        user: author name (default: the login name).
+        model_dir: model pair folder (default :func:`default_model_dir`).
+        predictor: function with the signature of
+            :func:`napari_medseg.inference.engine.predict_volume` (default: that function).
+        """
+        self.store = store
+        self.user = (user or default_user()).strip()
+        self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        self.pair: ModelPair | None = None
+        self._predictor = predictor
+        self._clear_case()
+
+    @classmethod
+    def open(cls, root: str | Path, user: str | None = None, **kwargs: Any) -> ReviewSession:
+        """Open the case store in ``root`` and start a session on it."""
+        from napari_medseg.store import CaseStore
+
+        return cls(CaseStore.open(root), user=user, **kwargs)
+
+    def _clear_case(self) -> None:
+        self.case_id: str | None = None
+        self.image: Volume | None = None
+        self.labels: np.ndarray | None = None
+        self.base_version: int | None = None
+        self.proposal: np.ndarray | None = None
+        self.proposal_version: int | None = None
+        self.prediction: Prediction | None = None
+        self._baseline: np.ndarray | None = None
+        self._own_versions: set[int] = set()
+        self._full_uncertainty: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ queue
+    def cases(self, order: str = "uncertainty", statuses: Sequence[str] | None = None) -> list[CaseInfo]:
+        """The store's cases in review order (see :func:`~napari_medseg.review.queue.queue_order`)."""
+        return queue_order(self.store.cases(), order, statuses)
+
+    def queue_ids(self, order: str = "uncertainty", statuses: Sequence[str] | None = None) -> list[str]:
+        """Case ids in review order (most uncertain first by default)."""
+        return [c.case_id for c in self.cases(order, statuses)]
+
+    def next_case(self, step: int = 1, order: str = "uncertainty", statuses: Sequence[str] | None = None) -> str | None:
+        """Id of the case ``step`` places after the open one in the queue (``None`` past the end)."""
+        return neighbour(self.queue_ids(order, statuses), self.case_id, step)
+
+    def previous_case(self, order: str = "uncertainty", statuses: Sequence[str] | None = None) -> str | None:
+        """Id of the case before the open one in the queue (``None`` before the start)."""
+        return self.next_case(-1, order, statuses)
+
+    # ------------------------------------------------------------------ opening / closing
+    def _require_case(self) -> str:
+        if self.case_id is None or self.labels is None:
+            raise StoreError("no case is open: open a case from the Cases panel first")
+        return self.case_id
+
+    @property
+    def has_unsaved_changes(self) -> bool:
+        """``True`` when the working labels differ from what was loaded or last saved."""
+        if self.labels is None or self._baseline is None:
+            return False
+        return not np.array_equal(self.labels, self._baseline)
+
+    def open_case(self, case_id: str, discard: bool = False, force_lock: bool = False) -> None:
+        """Open ``case_id``: take its lock, load its image, latest label version and latest proposal.
+
+        Args:
+            discard: drop unsaved edits of the currently open case (else ``UnsavedChangesError``).
+            force_lock: break another user's lock (for a lock left by a crashed session).
+
+        Raises:
+            UnsavedChangesError: the open case has unsaved edits and ``discard`` is false.
+            LockedError: someone else holds the case's lock.
+        """
+        if self.has_unsaved_changes and not discard:
+            raise UnsavedChangesError(
+                f"case {self.case_id} has unsaved edits: save a version first, or discard them"
+            )
+        self.store.lock(case_id, self.user, force=force_lock)  # before dropping the current case
+        previous = self.case_id
+        if previous is not None and previous != case_id:
+            self._release(previous)
+        self._clear_case()
+        self.case_id = case_id
+        self.image = self.store.load_image(case_id)
+        latest = self.store.latest_version(case_id)
+        if latest is not None:
+            label = self.store.load_label(case_id, latest.number)
+            self.labels = np.array(label.array, copy=True)
+            self.base_version = latest.number
+        else:
+            self.labels = np.zeros(self.image.shape, dtype=np.uint8)
+        self._baseline = self.labels.copy()
+        prop = self.store.proposal(case_id)
+        if prop is not None:
+            self.proposal = np.asarray(self.store.load_label(case_id, prop.number).array, dtype=np.uint8)
+            self.proposal_version = prop.number
+
+    def _release(self, case_id: str) -> None:
+        try:
+            self.store.unlock(case_id, self.user)
+        except StoreError:  # lock broken by someone else meanwhile: nothing of ours to release
+            pass
+
+    def close_case(self, discard: bool = False) -> None:
+        """Release the open case's lock and forget it (``UnsavedChangesError`` unless saved or ``discard``)."""
+        if self.case_id is None:
+            return
+        if self.has_unsaved_changes and not discard:
+            raise UnsavedChangesError(f"case {self.case_id} has unsaved edits: save a version first, or discard them")
+        self._release(self.case_id)
+        self._clear_case()
+
+    def close(self, discard: bool = False) -> None:
+        """Close the open case (see :meth:`close_case`) and the store."""
+        self.close_case(discard=discard)
+        self.store.close()
+
+    def set_labels(self, labels: np.ndarray) -> None:
+        """Replace the working labels' values (in place; shape must match the image)."""
+        self._require_case()
+        labels = np.asarray(labels)
+        if labels.shape != self.labels.shape:
+            raise StoreError(f"labels of shape {labels.shape} do not fit case {self.case_id} {self.labels.shape}")
+        if labels is not self.labels and not np.shares_memory(labels, self.labels):
+            self.labels[...] = labels
+
+    # ------------------------------------------------------------------ prediction
+    def load_model(self, model_dir: str | Path | None = None) -> ModelPair:
+        """Load (and keep) the model pair in ``model_dir`` (default :attr:`model_dir`)."""
+        from napari_medseg.models.pair import ModelPair
+
+        if model_dir is not None and Path(model_dir) != self.model_dir:
+            self.model_dir = Path(model_dir)
+            self.pair = None
+        if self.pair is None:
+            self.pair = ModelPair.load(self.model_dir, device="cpu")
+        return self.pair
+
+    def predict(
+        self,
+        net: str = "pair",
+        device: str = "auto",
+        progress: Callable[[int, int], None] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Prediction:
+        """Run the model on the open case's image; does not change the session (safe in a worker thread).
+
+        Args:
+            net: ``"pair"``, ``"unetr"`` or ``"bsnet"``.
+            device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
+            progress: ``progress(done, total)`` after each batch of windows.
+            cancel: checked between batches (raises ``Cancelled``).
+        """
+        if net not in NETWORKS:
+            raise StoreError(f"unknown network {net!r}: choose one of {', '.join(NETWORKS)}")
+        self._require_case()
+        image = self.image
+        pair = self.load_model()
+        predictor = self._predictor
+        if predictor is None:
+            from napari_medseg.inference.engine import predict_volume as predictor
+        return predictor(image, pair, net=net, device=device, progress=progress, cancel=cancel)
+
+    def apply_prediction(self, prediction: Prediction, case_id: str | None = None, save: bool = True) -> None:
+        """Make ``prediction`` the open case's proposal; record its score and save it as a proposal version.
+
+        Args:
+            case_id: the case the prediction was computed for (refused if another case is open now).
+            save: store the proposal as a version (``is_proposal``) so later saves record how much the
+                reviewer changed it.
+        """
+        current = self._require_case()
+        if case_id is not None and case_id != current:
+            raise StoreError(f"the prediction was made for case {case_id}, but case {current} is open now")
+        if tuple(prediction.labels.shape) != tuple(self.image.shape):
+            raise StoreError(f"the prediction's shape {prediction.labels.shape} does not match case {current}")
+        self.prediction = prediction
+        self.proposal = np.asarray(prediction.labels, dtype=np.uint8)
+        self._full_uncertainty = None
+        if prediction.uncertainty is not None and np.isfinite(prediction.score):
+            self.store.set_uncertainty(current, prediction.score)
+        if save:
+            info = self.store.save_version(
+                current,
+                self.proposal,
+                author=self.user,
+                source=prediction.source,
+                note=f"{prediction.net} prediction",
+                is_proposal=True,
+            )
+            self.proposal_version = info.number
+            self._own_versions.add(info.number)
+        else:
+            self.proposal_version = None
+
+    def run_prediction(
+        self,
+        net: str = "pair",
+        device: str = "auto",
+        progress: Callable[[int, int], None] | None = None,
+        cancel: CancelToken | None = None,
+        save: bool = True,
+    ) -> Prediction:
+        """:meth:`predict` then :meth:`apply_prediction` (for scripts; the viewer splits the two)."""
+        case_id = self._require_case()
+        prediction = self.predict(net=net, device=device, progress=progress, cancel=cancel)
+        self.apply_prediction(prediction, case_id=case_id, save=save)
+        return prediction
+
+    def uncertainty_map(self, band_only: bool = True) -> np.ndarray | None:
+        """Voxel uncertainty ``(I, J, K)`` float32 in ``[0, 1]`` of the latest prediction, or ``None``.
+
+        Args:
+            band_only: the prediction's map, restricted to the boundary band; ``False`` gives the
+                unrestricted disagreement of the pair (or the single net's entropy), computed from
+                the kept probabilities.
+        """
+        pred = self.prediction
+        if pred is None or pred.uncertainty is None:
+            return None
+        if band_only or not pred.probs:
+            return np.asarray(pred.uncertainty, dtype=np.float32)
+        if self._full_uncertainty is None:
+            import torch
+
+            from napari_medseg.inference import uncertainty as unc
+
+            probs = [torch.from_numpy(np.asarray(p, dtype=np.float32)) for p in pred.probs.values()]
+            if len(probs) >= 2:
+                method = pred.method if pred.method in unc.PAIR_METHODS else unc.DEFAULT_METHOD
+                full = unc.pair_disagreement(probs[0], probs[1], method)
+            else:
+                full = unc.normalised_entropy(probs[0])
+            self._full_uncertainty = full.numpy().astype(np.float32)
+        return self._full_uncertainty
+
+    # ------------------------------------------------------------------ editing
+    def accept_proposal(self) -> None:
+        """Copy the proposal into the working labels (in place, so a viewer showing them updates)."""
+        self._require_case()
+        if self.proposal is None:
+            raise StoreError(f"case {self.case_id} has no proposal yet: run the model first")
+        self.labels[...] = self.proposal.astype(self.labels.dtype, copy=False)
+
+    def diff(self) -> LabelDiff:
+        """Working labels versus the proposal: added/removed voxels, changed count, Dice."""
+        self._require_case()
+        if self.proposal is None:
+            raise StoreError(f"case {self.case_id} has no proposal to compare with: run the model first")
+        return label_diff(self.labels, self.proposal)
+
+    # ------------------------------------------------------------------ saving and review
+    def _newer_by_others(self) -> list[VersionInfo]:
+        base = self.base_version or 0
+        return [
+            v for v in self.store.versions(self.case_id) if v.number > base and v.number not in self._own_versions
+        ]
+
+    def save_version(self, note: str = "") -> VersionInfo:
+        """Save the working labels as a new version edited from :attr:`base_version`.
+
+        Raises:
+            StaleSaveError: someone else saved this case after it was opened (says who and when);
+                nothing was saved - use :meth:`save_as_new_version` to keep both.
+        """
+        case_id = self._require_case()
+        others = self._newer_by_others()
+        if others:
+            who = "; ".join(f"version {v.number} by {v.author} at {v.created_utc}" for v in others)
+            raise StaleSaveError(
+                f"case {case_id} changed since you opened it: {who}; nothing was saved - "
+                "save as a new version to keep both"
+            )
+        latest = self.store.latest_version(case_id)
+        parent = latest.number if latest is not None else None
+        if parent is not None and parent != self.base_version:
+            base = f"version {self.base_version}" if self.base_version else "an empty label"
+            note = f"{note} (edited from {base})".strip()
+        return self._save(parent, note)
+
+    def save_as_new_version(self, note: str = "") -> VersionInfo:
+        """Save the working labels on top of the latest version, even if someone saved in between."""
+        case_id = self._require_case()
+        latest = self.store.latest_version(case_id)
+        parent = latest.number if latest is not None else None
+        if parent is not None and parent != self.base_version:
+            base = f"version {self.base_version}" if self.base_version else "an empty label"
+            note = f"{note} (edited from {base}; saved over version {parent} by {latest.author})".strip()
+        return self._save(parent, note)
+
+    def _save(self, parent: int | None, note: str) -> VersionInfo:
+        info = self.store.save_version(
+            self.case_id, self.labels, author=self.user, source="human", parent=parent, note=note
+        )
+        self.base_version = info.number
+        self._own_versions.add(info.number)
+        self._baseline = self.labels.copy()
+        return info
+
+    def status(self) -> str:
+        """Review status of the open case."""
+        return self.store.case(self._require_case()).status
+
+    def approve(self, comment: str = "") -> None:
+        """Approve the open case's latest version (must be what is on screen: save first)."""
+        from napari_medseg.store.casestore import labels_checksum
+
+        case_id = self._require_case()
+        if self.has_unsaved_changes:
+            raise UnsavedChangesError(f"case {case_id} has unsaved edits: save a version before approving")
+        latest = self.store.latest_version(case_id)
+        if latest is None:
+            raise StoreError(f"case {case_id} has no saved label: save a version before approving")
+        if latest.label_checksum and latest.label_checksum != labels_checksum(self.labels):
+            raise UnsavedChangesError(
+                f"the latest version of case {case_id} (version {latest.number}, {latest.source}) is not the "
+                "label on screen: save a version before approving"
+            )
+        self.store.set_status(case_id, "approved", self.user, comment)
+
+    def needs_work(self, comment: str) -> str:
+        """Send the case back for correction (status ``proposed``) with a comment; returns the new status."""
+        case_id = self._require_case()
+        if not comment or not comment.strip():
+            raise StoreError("say what needs work: the comment is empty")
+        self.store.comment(case_id, self.user, f"needs work: {comment.strip()}")
+        status = self.status()
+        if status in ("corrected", "approved"):
+            self.store.set_status(case_id, "in_review", self.user, comment.strip())
+            status = "in_review"
+        if status in ("new", "in_review"):
+            self.store.set_status(case_id, "proposed", self.user, f"needs work: {comment.strip()}")
+        return self.status()
+
+    def versions(self) -> list[VersionInfo]:
+        """Saved versions of the open case, oldest first."""
+        return self.store.versions(self._require_case())

@@ -1,0 +1,711 @@
+"""``CaseStore``: a dataset folder with versioned, reviewed label maps.
+
+Layout of a store folder (MSD / nnU-Net naming, readable by nnU-Net and MONAI)::
+
+    ROOT/
+      dataset.json                    MSD index of the cases with an approved label
+      imagesTr/<case>.nii.gz          the images (copied in on import, never modified)
+      labelsTr/<case>.nii.gz          the latest *approved* label version of each case
+      .medseg/store.sqlite            cases, versions + provenance, statuses, locks, events (WAL)
+      .medseg/versions/<case>/<n>.nii.gz   every saved label version, append-only
+      .medseg/orphans/                files moved aside by ``store check --clean``
+
+Guarantees:
+
+* Nothing is overwritten: a save creates version ``n + 1``; version files are written with
+  ``atomic_path(exclusive=True)`` and the ``versions`` table refuses UPDATE/DELETE.
+* A save is atomic: the writer takes SQLite's write lock (``BEGIN IMMEDIATE``), writes the label
+  file (temp + fsync + hard link), then inserts its row and commits. Killed in between, the file is
+  an orphan without a row: readers ignore it and the next save (or ``store check --clean``) moves
+  it aside.
+* ``labelsTr`` and ``dataset.json`` are rewritten atomically (temp + rename) when a case is
+  approved.
+* Concurrency: per-case locks (:mod:`~napari_medseg.store.locking`) and stale-save detection
+  (``parent`` must be the latest version, else :class:`~napari_medseg.errors.StaleSaveError`).
+
+Label arrays are ``(I, J, K)`` integer maps on the case image's voxel grid (see
+:class:`~napari_medseg.io.volume.Volume`); values must be declared labels of the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from napari_medseg.errors import GeometryError, InputError, StaleSaveError, StoreError
+from napari_medseg.io.atomic import TMP_PREFIX, atomic_path
+from napari_medseg.io.volume import Volume, array_checksum
+from napari_medseg.store import locking, msd
+from napari_medseg.store.ids import case_id_from_path, validate_case_id, validate_person
+from napari_medseg.store.provenance import changed_voxels, file_sha256, mean_foreground_dice, validate_source
+from napari_medseg.store.records import CaseInfo, Event, VersionInfo
+from napari_medseg.store.schema import STATUSES, connect, utc_now
+from napari_medseg.store.workflow import check_transition, status_after_save
+
+MEDSEG_DIR = ".medseg"
+DB_NAME = "store.sqlite"
+DEFAULT_LABELS = {0: "background", 1: "foreground"}
+
+
+def labels_checksum(labels: np.ndarray) -> str:
+    """Checksum of a label map independent of its integer dtype (values compared as int32)."""
+    return array_checksum(np.asarray(labels).astype(np.int32, copy=False))
+
+
+def _readable(path: Path) -> None:
+    """Give store files the usual rw-r--r-- mode (temporary files are created owner-only)."""
+    os.chmod(path, 0o644)
+
+
+def _stamp() -> str:
+    return utc_now().replace(":", "").replace("+0000", "Z")
+
+
+class CaseStore:
+    """A case store folder; open with :meth:`init` (new) or :meth:`open` (existing).
+
+    One instance holds one SQLite connection and may be used from several threads; several
+    processes may open the same folder at once.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        """Use :meth:`open` or :meth:`init` instead."""
+        self.root = Path(root).resolve()
+        self._db_path = self.root / MEDSEG_DIR / DB_NAME
+        if not self._db_path.is_file():
+            raise StoreError(
+                f"{self.root} is not a case store (no {MEDSEG_DIR}/{DB_NAME}); run 'store init' first"
+            )
+        self._conn = connect(self._db_path)
+        self._lock = threading.RLock()
+        self._images: OrderedDict[str, Volume] = OrderedDict()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def init(
+        cls,
+        root: str | Path,
+        name: str = "",
+        labels: dict[int, str] | None = None,
+        modality: str = "MRI",
+    ) -> CaseStore:
+        """Create a new, empty store in ``root`` (a new or empty folder, or one without a store)."""
+        root = Path(root).resolve()
+        if (root / MEDSEG_DIR / DB_NAME).exists():
+            raise StoreError(f"{root} already holds a case store; open it instead")
+        labels = dict(DEFAULT_LABELS if labels is None else labels)
+        if 0 not in labels or any(not isinstance(k, int) or k < 0 for k in labels):
+            raise StoreError("labels must map non-negative integers to names and include 0 (background)")
+        for sub in ("imagesTr", "labelsTr", f"{MEDSEG_DIR}/versions"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        conn = connect(root / MEDSEG_DIR / DB_NAME, create=True)
+        meta = {"name": name or root.name, "labels": json.dumps(labels), "modality": modality}
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", meta.items())
+        conn.execute("COMMIT")
+        conn.close()
+        store = cls(root)
+        store._write_dataset_json()
+        return store
+
+    @classmethod
+    def open(cls, root: str | Path) -> CaseStore:
+        """Open an existing store."""
+        return cls(root)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> CaseStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ metadata
+    def _meta(self, key: str) -> str:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else ""
+
+    @property
+    def name(self) -> str:
+        return self._meta("name")
+
+    @property
+    def modality(self) -> str:
+        return self._meta("modality")
+
+    @property
+    def labels(self) -> dict[int, str]:
+        """Declared label values and their names, e.g. ``{0: "background", 1: "Anterior"}``."""
+        return {int(k): v for k, v in json.loads(self._meta("labels")).items()}
+
+    # ------------------------------------------------------------------ transactions
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """Hold SQLite's write lock (all processes) for the body; commit on success."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _case_row(self, case_id: str, conn: sqlite3.Connection | None = None) -> sqlite3.Row:
+        case_id = validate_case_id(case_id)
+        row = (conn or self._conn).execute("SELECT * FROM cases WHERE case_id = ?", (case_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no case {case_id!r} in the store {self.root}")
+        return row
+
+    # ------------------------------------------------------------------ paths
+    def image_path(self, case_id: str) -> Path:
+        return self.root / self._case_row(case_id)["image_file"]
+
+    def approved_label_path(self, case_id: str) -> Path:
+        """``labelsTr/<case>.nii.gz`` (exists once the case has been approved)."""
+        return self.root / "labelsTr" / f"{validate_case_id(case_id)}.nii.gz"
+
+    def _version_rel(self, case_id: str, number: int) -> str:
+        return f"{MEDSEG_DIR}/versions/{case_id}/{number}.nii.gz"
+
+    def _quarantine(self, path: Path) -> Path:
+        """Move a file without a database row aside to ``.medseg/orphans`` (never deleted)."""
+        rel = path.relative_to(self.root)
+        dest = self.root / MEDSEG_DIR / "orphans" / rel.parent / f"{_stamp()}-{rel.name}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(dest)
+        return dest
+
+    # ------------------------------------------------------------------ cases
+    def case_ids(self) -> list[str]:
+        """All case ids, sorted."""
+        return [r[0] for r in self._conn.execute("SELECT case_id FROM cases ORDER BY case_id")]
+
+    def cases(self) -> list[CaseInfo]:
+        """One :class:`CaseInfo` per case, sorted by case id."""
+        rows = self._conn.execute(
+            """
+            SELECT c.case_id, c.status, c.uncertainty, c.image_file, c.approved_version,
+                   (SELECT COUNT(*) FROM versions v WHERE v.case_id = c.case_id) AS n_versions,
+                   (SELECT author FROM versions v WHERE v.case_id = c.case_id
+                    ORDER BY number DESC LIMIT 1) AS last_editor,
+                   l.owner, l.since_utc
+            FROM cases c LEFT JOIN locks l ON l.case_id = c.case_id
+            ORDER BY c.case_id
+            """
+        ).fetchall()
+        return [
+            CaseInfo(
+                case_id=r["case_id"],
+                status=r["status"],
+                n_versions=r["n_versions"],
+                last_editor=r["last_editor"],
+                lock_owner=r["owner"],
+                uncertainty=r["uncertainty"],
+                image_path=self.root / r["image_file"],
+                lock_since=r["since_utc"],
+                approved_version=r["approved_version"],
+            )
+            for r in rows
+        ]
+
+    def case(self, case_id: str) -> CaseInfo:
+        """The :class:`CaseInfo` of one case."""
+        case_id = self._case_row(case_id)["case_id"]
+        return next(c for c in self.cases() if c.case_id == case_id)
+
+    def import_case(
+        self,
+        image_path: str | Path,
+        label_path: str | Path | None = None,
+        case_id: str | None = None,
+        author: str = "import",
+        approved: bool = False,
+    ) -> str:
+        """Copy an image (NIfTI file or DICOM folder) and optionally its labels into the store.
+
+        The image goes to ``imagesTr/<case>.nii.gz``. Labels (on the image grid, else
+        ``GeometryError``) become version 1 with source ``human``; the case is then ``approved``
+        (``labelsTr`` written) if ``approved`` else ``proposed`` (awaiting review). Returns the case id.
+        """
+        case_id = self._import_one(image_path, label_path, case_id, author, approved)
+        if approved:
+            self._write_dataset_json()
+        return case_id
+
+    def import_many(
+        self,
+        pairs: Iterable[tuple[str | Path, str | Path | None]],
+        author: str = "import",
+        approved: bool = False,
+        progress=None,
+    ) -> list[str]:
+        """Import ``(image, label or None)`` pairs; ``dataset.json`` is written once at the end.
+
+        ``progress(done, total)`` is called after each case.
+        """
+        pairs = list(pairs)
+        done: list[str] = []
+        try:
+            for i, (image, label) in enumerate(pairs):
+                done.append(self._import_one(image, label, None, author, approved))
+                if progress is not None:
+                    progress(i + 1, len(pairs))
+        finally:
+            self._write_dataset_json()
+        return done
+
+    def import_msd_folder(
+        self,
+        folder: str | Path,
+        limit: int | None = None,
+        author: str = "import",
+        approved: bool = False,
+        progress=None,
+    ) -> list[str]:
+        """Import the training cases of an MSD folder (``dataset.json`` + ``imagesTr``).
+
+        ``limit`` takes the first N cases in ``dataset.json`` order. An empty store adopts the
+        folder's label names.
+        """
+        pairs = msd.msd_pairs(folder)[:limit] if limit is not None else msd.msd_pairs(folder)
+        if not self.case_ids():
+            content = json.loads((Path(folder) / "dataset.json").read_text())
+            labels = {int(k): str(v) for k, v in content.get("labels", {}).items()}
+            if labels and 0 in labels:
+                with self._write() as conn:
+                    conn.execute("UPDATE meta SET value = ? WHERE key = 'labels'", (json.dumps(labels),))
+        return self.import_many(pairs, author=author, approved=approved, progress=progress)
+
+    def _import_one(
+        self,
+        image_path: str | Path,
+        label_path: str | Path | None,
+        case_id: str | None,
+        author: str,
+        approved: bool,
+    ) -> str:
+        from napari_medseg.io import load_labels, load_volume, save_volume
+
+        author = validate_person(author)
+        case_id = validate_case_id(case_id) if case_id is not None else case_id_from_path(image_path)
+        image_path = Path(image_path)
+        image = load_volume(image_path)
+        labels = load_labels(label_path, reference=image).array if label_path is not None else None
+        if labels is not None:
+            labels = self._check_labels(case_id, labels, image.shape)
+        rel = f"imagesTr/{case_id}.nii.gz"
+        dest = self.root / rel
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
+                raise StoreError(f"case {case_id} is already in the store; choose another case id")
+            if dest.exists():  # left by an import that was killed before its commit
+                self._quarantine(dest)
+            if image_path.is_file() and image_path.name.lower().endswith(".nii.gz"):
+                with atomic_path(dest, exclusive=True) as tmp:
+                    shutil.copyfile(image_path, tmp)
+                    _readable(tmp)
+                checksum = image.checksum
+            else:
+                with atomic_path(dest, exclusive=True) as tmp:
+                    save_volume(image, tmp)
+                    _readable(tmp)
+                    checksum = load_volume(tmp).checksum
+            now = utc_now()
+            conn.execute(
+                "INSERT INTO cases(case_id, image_file, image_checksum, shape, status, created_utc, imported_from)"
+                " VALUES (?, ?, ?, ?, 'new', ?, ?)",
+                (case_id, rel, checksum, json.dumps(list(image.shape)), now, str(image_path.resolve())),
+            )
+            self._event(conn, case_id, author, "import", f"image {image_path}")
+            if labels is not None:
+                self._insert_version(
+                    conn, case_id, labels, image, author, "human", None, f"imported from {label_path}", False
+                )
+                conn.execute(
+                    "UPDATE cases SET status = ? WHERE case_id = ?",
+                    ("approved" if approved else "proposed", case_id),
+                )
+                if approved:
+                    self._write_approved(conn, case_id, 1)
+        self._images[case_id] = image
+        return case_id
+
+    # ------------------------------------------------------------------ loading
+    def load_image(self, case_id: str) -> Volume:
+        """The case's image as a :class:`Volume` (``(I, J, K)``, affine voxel -> RAS+ mm)."""
+        from napari_medseg.io import load_volume
+
+        case_id = validate_case_id(case_id)
+        with self._lock:
+            if case_id in self._images:
+                self._images.move_to_end(case_id)
+                return self._images[case_id]
+        vol = load_volume(self.image_path(case_id))
+        with self._lock:
+            self._images[case_id] = vol
+            while len(self._images) > 4:
+                self._images.popitem(last=False)
+        return vol
+
+    def load_label(self, case_id: str, version: int | None = None) -> Volume | None:
+        """A label version (default: the latest) as a :class:`Volume`, ``None`` if the case has none."""
+        from napari_medseg.io import load_labels
+
+        info = self.latest_version(case_id) if version is None else self.version(case_id, version)
+        if info is None:
+            return None
+        return load_labels(info.path)
+
+    # ------------------------------------------------------------------ versions
+    def _row_to_version(self, r: sqlite3.Row) -> VersionInfo:
+        return VersionInfo(
+            number=r["number"],
+            author=r["author"],
+            created_utc=r["created_utc"],
+            source=r["source"],
+            parent=r["parent"],
+            note=r["note"],
+            changed_vs_parent=r["changed_vs_parent"],
+            changed_vs_proposal=r["changed_vs_proposal"],
+            dice_vs_proposal=r["dice_vs_proposal"],
+            image_checksum=r["image_checksum"],
+            path=self.root / r["file"],
+            is_proposal=bool(r["is_proposal"]),
+            label_checksum=r["label_checksum"],
+            file_sha256=r["file_sha256"],
+        )
+
+    def versions(self, case_id: str) -> list[VersionInfo]:
+        """All versions of a case, oldest first."""
+        case_id = self._case_row(case_id)["case_id"]
+        rows = self._conn.execute("SELECT * FROM versions WHERE case_id = ? ORDER BY number", (case_id,))
+        return [self._row_to_version(r) for r in rows]
+
+    def version(self, case_id: str, number: int) -> VersionInfo:
+        """One version; ``StoreError`` if it does not exist."""
+        case_id = self._case_row(case_id)["case_id"]
+        r = self._conn.execute(
+            "SELECT * FROM versions WHERE case_id = ? AND number = ?", (case_id, int(number))
+        ).fetchone()
+        if r is None:
+            raise StoreError(f"case {case_id} has no label version {number}")
+        return self._row_to_version(r)
+
+    def latest_version(self, case_id: str) -> VersionInfo | None:
+        """The newest version (of any source), or ``None``."""
+        case_id = self._case_row(case_id)["case_id"]
+        r = self._conn.execute(
+            "SELECT * FROM versions WHERE case_id = ? ORDER BY number DESC LIMIT 1", (case_id,)
+        ).fetchone()
+        return self._row_to_version(r) if r else None
+
+    def proposal(self, case_id: str) -> VersionInfo | None:
+        """The newest model proposal (``is_proposal``), or ``None``."""
+        case_id = self._case_row(case_id)["case_id"]
+        r = self._conn.execute(
+            "SELECT * FROM versions WHERE case_id = ? AND is_proposal = 1 ORDER BY number DESC LIMIT 1",
+            (case_id,),
+        ).fetchone()
+        return self._row_to_version(r) if r else None
+
+    def _check_labels(self, case_id: str, labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        arr = np.asarray(labels)
+        if tuple(arr.shape) != tuple(shape):
+            raise GeometryError(
+                f"labels of shape {tuple(arr.shape)} do not match the image grid {tuple(shape)} of case {case_id}"
+            )
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8)
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"labels for case {case_id} must be an integer array, got {arr.dtype}")
+        values = np.unique(arr)
+        unknown = sorted(set(values.tolist()) - set(self.labels))
+        if unknown:
+            raise InputError(
+                f"labels for case {case_id} contain values {unknown[:5]} that are not declared labels "
+                f"({', '.join(f'{k}={v}' for k, v in self.labels.items())})"
+            )
+        return arr.astype(np.uint8 if max(self.labels) < 256 else np.uint16, copy=False)
+
+    def save_version(
+        self,
+        case_id: str,
+        labels: np.ndarray,
+        author: str,
+        source: str = "human",
+        parent: int | None = None,
+        note: str = "",
+        is_proposal: bool = False,
+    ) -> VersionInfo:
+        """Save ``labels`` (``(I, J, K)`` integers on the image grid) as a new version.
+
+        ``parent`` is the version the labels were edited from; if it is not the latest version
+        the save is refused with ``StaleSaveError`` naming who saved in between (save again with
+        ``parent=<latest>`` to keep your work as a new version). ``parent=None`` means "on top of
+        the latest version" (no stale check). Refused with ``LockedError`` if someone else holds
+        the case's lock. Returns the new version's :class:`VersionInfo`.
+        """
+        author = validate_person(author)
+        source = validate_source(source)
+        row = self._case_row(case_id)
+        case_id = row["case_id"]
+        arr = self._check_labels(case_id, labels, tuple(json.loads(row["shape"])))
+        image = self.load_image(case_id)
+        with self._write() as conn:
+            locking.require_not_locked_by_other(conn, case_id, author, "save a new version")
+            info = self._insert_version(conn, case_id, arr, image, author, source, parent, note, is_proposal)
+            status = conn.execute("SELECT status FROM cases WHERE case_id = ?", (case_id,)).fetchone()[0]
+            new_status = status_after_save(status, is_proposal)
+            if new_status != status:
+                conn.execute("UPDATE cases SET status = ? WHERE case_id = ?", (new_status, case_id))
+                self._event(
+                    conn, case_id, author, "status", f"{status} -> {new_status} (saved version {info.number})"
+                )
+        return info
+
+    def _insert_version(
+        self,
+        conn: sqlite3.Connection,
+        case_id: str,
+        arr: np.ndarray,
+        image: Volume,
+        author: str,
+        source: str,
+        parent: int | None,
+        note: str,
+        is_proposal: bool,
+    ) -> VersionInfo:
+        """Write version ``latest + 1`` and its row; caller holds the write transaction."""
+        from napari_medseg.io import load_labels, save_labels
+
+        latest = conn.execute("SELECT MAX(number) FROM versions WHERE case_id = ?", (case_id,)).fetchone()[0]
+        if parent is None:
+            parent = latest
+        elif latest is None or parent != latest:
+            if latest is None or parent > latest or parent < 1:
+                raise StoreError(f"case {case_id} has no label version {parent} to edit from")
+            newer = conn.execute(
+                "SELECT number, author, created_utc FROM versions WHERE case_id = ? AND number > ? ORDER BY number",
+                (case_id, parent),
+            ).fetchall()
+            who = "; ".join(f"version {r['number']} by {r['author']} at {r['created_utc']}" for r in newer)
+            raise StaleSaveError(
+                f"case {case_id} changed since you opened version {parent}: {who}; "
+                f"nothing was saved - reload, or save again on top of version {latest} to keep both"
+            )
+        number = (latest or 0) + 1
+        rel = self._version_rel(case_id, number)
+        dest = self.root / rel
+        if dest.exists():  # orphan of a save killed before its commit
+            self._quarantine(dest)
+        changed_parent = changed_prop = dice = None
+        if parent is not None:
+            prow = conn.execute(
+                "SELECT file FROM versions WHERE case_id = ? AND number = ?", (case_id, parent)
+            ).fetchone()
+            changed_parent = changed_voxels(load_labels(self.root / prow["file"]).array, arr)
+        if not is_proposal:
+            prop = conn.execute(
+                "SELECT number, file FROM versions WHERE case_id = ? AND is_proposal = 1 ORDER BY number DESC LIMIT 1",
+                (case_id,),
+            ).fetchone()
+            if prop is not None:
+                proposal = load_labels(self.root / prop["file"]).array
+                changed_prop = changed_voxels(proposal, arr)
+                dice = mean_foreground_dice(proposal, arr)
+        image_checksum = conn.execute(
+            "SELECT image_checksum FROM cases WHERE case_id = ?", (case_id,)
+        ).fetchone()[0]
+        with atomic_path(dest, exclusive=True) as tmp:
+            save_labels(arr, image, tmp)
+            _readable(tmp)
+            sha = file_sha256(tmp)
+        now = utc_now()
+        values = dict(
+            case_id=case_id,
+            number=number,
+            author=author,
+            created_utc=now,
+            source=source,
+            parent=parent,
+            note=note or "",
+            is_proposal=int(bool(is_proposal)),
+            changed_vs_parent=changed_parent,
+            changed_vs_proposal=changed_prop,
+            dice_vs_proposal=dice,
+            image_checksum=image_checksum,
+            label_checksum=labels_checksum(arr),
+            file_sha256=sha,
+            file=rel,
+        )
+        conn.execute(
+            f"INSERT INTO versions({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+            tuple(values.values()),
+        )
+        self._event(conn, case_id, author, "save", f"version {number} ({source})")
+        return self._row_to_version(
+            conn.execute(
+                "SELECT * FROM versions WHERE case_id = ? AND number = ?", (case_id, number)
+            ).fetchone()
+        )
+
+    # ------------------------------------------------------------------ review workflow
+    def set_status(self, case_id: str, status: str, author: str, comment: str = "") -> None:
+        """Move a case to ``status`` (see :mod:`~napari_medseg.store.workflow` for allowed moves).
+
+        ``approved`` writes the latest version to ``labelsTr/<case>.nii.gz`` and updates
+        ``dataset.json``. The move and ``comment`` are recorded as an event.
+        """
+        author = validate_person(author)
+        case_id = self._case_row(case_id)["case_id"]
+        if status not in STATUSES:
+            raise StoreError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+        with self._write() as conn:
+            current = conn.execute("SELECT status FROM cases WHERE case_id = ?", (case_id,)).fetchone()[0]
+            check_transition(case_id, current, status)
+            locking.require_not_locked_by_other(conn, case_id, author, f"set it to {status}")
+            detail = f"{current} -> {status}"
+            if status == "approved":
+                latest = conn.execute(
+                    "SELECT MAX(number) FROM versions WHERE case_id = ?", (case_id,)
+                ).fetchone()[0]
+                if latest is None:
+                    raise StoreError(f"case {case_id} has no label version to approve")
+                self._write_approved(conn, case_id, latest)
+                detail += f" (version {latest})"
+            conn.execute("UPDATE cases SET status = ? WHERE case_id = ?", (status, case_id))
+            self._event(conn, case_id, author, "status", detail + (f": {comment}" if comment else ""))
+            if status == "approved":
+                self._write_dataset_json(conn)
+
+    def approve(self, case_id: str, author: str, comment: str = "") -> None:
+        """Shortcut for ``set_status(case_id, "approved", author, comment)``."""
+        self.set_status(case_id, "approved", author, comment)
+
+    def comment(self, case_id: str, author: str, text: str) -> None:
+        """Record a review comment (e.g. "needs work: posterior boundary too wide")."""
+        author = validate_person(author)
+        case_id = self._case_row(case_id)["case_id"]
+        if not text.strip():
+            raise StoreError("a comment needs some text")
+        with self._write() as conn:
+            self._event(conn, case_id, author, "comment", text.strip())
+
+    def events(self, case_id: str | None = None) -> list[Event]:
+        """Audit trail (oldest first), of one case or of the whole store."""
+        if case_id is None:
+            rows = self._conn.execute("SELECT * FROM events ORDER BY id")
+        else:
+            case_id = self._case_row(case_id)["case_id"]
+            rows = self._conn.execute("SELECT * FROM events WHERE case_id = ? ORDER BY id", (case_id,))
+        return [
+            Event(r["id"], r["case_id"], r["time_utc"], r["author"], r["kind"], r["detail"]) for r in rows
+        ]
+
+    def _event(
+        self, conn: sqlite3.Connection, case_id: str | None, author: str, kind: str, detail: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO events(case_id, time_utc, author, kind, detail) VALUES (?, ?, ?, ?, ?)",
+            (case_id, utc_now(), author, kind, detail),
+        )
+
+    def _write_approved(self, conn: sqlite3.Connection, case_id: str, number: int) -> None:
+        """Copy version ``number`` to ``labelsTr/<case>.nii.gz`` atomically; record it as approved."""
+        src = self.root / self._version_rel(case_id, number)
+        with atomic_path(self.approved_label_path(case_id)) as tmp:
+            shutil.copyfile(src, tmp)
+            _readable(tmp)
+        conn.execute("UPDATE cases SET approved_version = ? WHERE case_id = ?", (number, case_id))
+
+    def _write_dataset_json(self, conn: sqlite3.Connection | None = None) -> Path:
+        conn = conn or self._conn
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT case_id FROM cases WHERE approved_version IS NOT NULL ORDER BY case_id"
+            )
+        ]
+        return msd.write_dataset_json(self.root, msd.dataset_json(self.name, self.labels, self.modality, ids))
+
+    # ------------------------------------------------------------------ locks
+    def lock(self, case_id: str, owner: str, force: bool = False) -> None:
+        """Lock a case for ``owner``; ``LockedError`` if someone else holds it (unless ``force``)."""
+        owner = validate_person(owner, "lock owner")
+        case_id = self._case_row(case_id)["case_id"]
+        with self._write() as conn:
+            locking.acquire(conn, case_id, owner, force=force)
+
+    def unlock(self, case_id: str, owner: str) -> None:
+        """Release ``owner``'s lock; ``LockedError`` if someone else holds it."""
+        owner = validate_person(owner, "lock owner")
+        case_id = self._case_row(case_id)["case_id"]
+        with self._write() as conn:
+            locking.release(conn, case_id, owner)
+
+    # ------------------------------------------------------------------ training / ranking
+    def set_uncertainty(self, case_id: str, score: float) -> None:
+        """Record a case's uncertainty score (higher = review first)."""
+        case_id = self._case_row(case_id)["case_id"]
+        score = float(score)
+        if not np.isfinite(score):
+            raise StoreError(f"uncertainty score for {case_id} must be a finite number, got {score}")
+        with self._write() as conn:
+            conn.execute("UPDATE cases SET uncertainty = ? WHERE case_id = ?", (score, case_id))
+
+    def training_items(self) -> list[dict]:
+        """One item per case with a label: ``{case_id, image, label, approved, version}``.
+
+        Approved cases give their approved version (``approved=True``, trusted); other cases give
+        their latest version (``approved=False``: a proposal or an unreviewed correction).
+        ``image``/``label`` are absolute path strings (MONAI ``LoadImaged`` style).
+        """
+        items = []
+        for c in self.cases():
+            if c.n_versions == 0:
+                continue
+            approved = c.status == "approved" and c.approved_version is not None
+            v = self.version(c.case_id, c.approved_version) if approved else self.latest_version(c.case_id)
+            items.append(
+                {
+                    "case_id": c.case_id,
+                    "image": str(c.image_path),
+                    "label": str(v.path),
+                    "approved": approved,
+                    "version": v.number,
+                }
+            )
+        return items
+
+    # ------------------------------------------------------------------ export / check
+    def export(self, out_dir: str | Path) -> Path:
+        """Write an MSD folder with every case's latest approved labels; see :mod:`.export`."""
+        from napari_medseg.store.export import export_approved
+
+        return export_approved(self, out_dir)
+
+    def check(self, clean: bool = False):
+        """Consistency report; see :func:`napari_medseg.store.check.check_store`."""
+        from napari_medseg.store.check import check_store
+
+        return check_store(self, clean=clean)
+
+    def _temp_files(self) -> list[Path]:
+        folders = [self.root, self.root / "imagesTr", self.root / "labelsTr"]
+        folders += [p for p in (self.root / MEDSEG_DIR / "versions").iterdir() if p.is_dir()]
+        return sorted(p for f in folders if f.is_dir() for p in f.glob(f"{TMP_PREFIX}*"))

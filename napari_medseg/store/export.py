@@ -1,0 +1,43 @@
+"""Export a store's approved labels as a plain MSD folder (for nnU-Net, MONAI, sharing)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari_medseg.errors import StoreError
+from napari_medseg.io.atomic import atomic_path
+from napari_medseg.store import msd
+
+if TYPE_CHECKING:
+    from napari_medseg.store.casestore import CaseStore
+
+
+def export_approved(store: CaseStore, out_dir: str | Path) -> Path:
+    """Copy every case with an approved label into ``out_dir`` (MSD layout); return ``out_dir``.
+
+    ``out_dir`` gets ``imagesTr/<case>.nii.gz``, ``labelsTr/<case>.nii.gz`` (the latest approved
+    version of each case) and ``dataset.json``. It must be new or empty and outside the store.
+    Cases never approved are left out.
+    """
+    out = Path(out_dir).resolve()
+    if out == store.root or store.root in out.parents or out in store.root.parents:
+        raise StoreError(f"export folder {out} must be outside the store {store.root}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise StoreError(f"export folder {out} already exists and is not empty; choose a new folder")
+    ids = []
+    for case in store.cases():
+        if case.approved_version is None:
+            continue
+        label = store.version(case.case_id, case.approved_version).path
+        for src, sub in ((case.image_path, "imagesTr"), (label, "labelsTr")):
+            with atomic_path(out / sub / f"{case.case_id}.nii.gz", exclusive=True) as tmp:
+                shutil.copyfile(src, tmp)
+                os.chmod(tmp, 0o644)
+        ids.append(case.case_id)
+    (out / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (out / "labelsTr").mkdir(parents=True, exist_ok=True)
+    msd.write_dataset_json(out, msd.dataset_json(store.name, store.labels, store.modality, ids))
+    return out

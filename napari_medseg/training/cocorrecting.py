@@ -1,0 +1,563 @@
+"""Co-Correcting trainer for the UNETR (A) + BS-Net (B) pair, lifted from classification to voxels.
+
+One training step on a batch ``x (B, 1, D, H, W)`` with given labels ``(B, D, H, W)``:
+
+1. targets: the given one-hot label, or — in the boundary band of a not-approved case the
+   curriculum admitted — the learnable label distribution ``y_d`` (:mod:`.label_correction`);
+2. both networks predict; each computes its per-voxel cross-entropy against the targets;
+3. small-loss exchange (:mod:`.selection`): A's loss is weighted by B's small-loss keep-mask
+   within the band, and vice versa (forget rate ramped from 0 to ``forget_max``);
+4. loss per net = weighted CE + weighted soft Dice (+ β · prediction entropy on corrected voxels;
+   BS-Net adds its deep-supervision and boundary losses), plus the label-distribution loss
+   ``Σ_net KL(p_net ‖ y_d) + α · CE(given, y_d)`` whose gradient only moves ``y_d``;
+5. AdamW on both nets (cosine LR), plain SGD on ``y_d``; per-case peer Dice feeds the curriculum.
+
+After each epoch: validation Dice per class (MONAI ``DiceMetric``) for ``unetr``, ``bsnet`` and the
+pair (argmax of the mean probabilities, as inference proposes), a CSV row, a resumable checkpoint in
+``<out>/checkpoint/`` and, when the pair mean Dice improved, the best ``ModelPair`` in ``<out>/``.
+
+``nets="unetr"|"bsnet"`` trains one network plainly; ``plain=True`` trains both with neither
+selection nor correction (the baselines of the label-noise experiment).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from napari_medseg.errors import CheckpointError, InputError
+from napari_medseg.io.atomic import atomic_write_bytes, atomic_write_with
+from napari_medseg.models.boundary import boundary_band, boundary_targets
+from napari_medseg.models.factory import build_network
+from napari_medseg.training import distributed
+from napari_medseg.training.curriculum import AgreementCurriculum, peer_dice
+from napari_medseg.training.data import DEFAULT_PATCH, CaseArrays, CaseDataset, flat_canonical_index
+from napari_medseg.training.label_correction import BatchCorrection, LabelCorrection
+from napari_medseg.training.losses import (
+    boundary_loss,
+    deep_supervision_weights,
+    downsample_labels,
+    seg_loss,
+    voxel_ce,
+)
+from napari_medseg.training.selection import exchange, forget_rate
+
+NET_NAMES = ("unetr", "bsnet")
+LOG_NAME = "train_log.csv"
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (written into the model card)."""
+
+    epochs: int = 10
+    batch_size: int = 2
+    lr: float = 3e-4
+    weight_decay: float = 1e-5
+    nets: str = "pair"  # "pair" | "unetr" | "bsnet"
+    plain: bool = False
+    forget_max: float = 0.2
+    forget_ramp_epochs: int = 3
+    band_radius: int = 2
+    warmup_epochs: int = 2  # epochs before label correction starts
+    curriculum_start: float = 0.25
+    curriculum_ramp_epochs: int = 3
+    lr_labels: float = 0.5
+    alpha: float = 0.2
+    beta: float = 0.05
+    boundary_weight: float = 0.5
+    patch: tuple[int, int, int] = DEFAULT_PATCH
+    num_classes: int = 3
+    unetr: dict[str, Any] = field(default_factory=dict)
+    bsnet: dict[str, Any] = field(default_factory=dict)
+    augment: bool = True
+    seed: int = 0
+    amp: bool = True  # bf16 autocast on CUDA only
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.nets not in ("pair", *NET_NAMES):
+            raise InputError(f"--nets must be pair, unetr or bsnet, not {self.nets!r}")
+        self.patch = tuple(int(p) for p in self.patch)
+
+    @property
+    def net_names(self) -> tuple[str, ...]:
+        return NET_NAMES if self.nets == "pair" else (self.nets,)
+
+    @property
+    def co_correcting(self) -> bool:
+        return self.nets == "pair" and not self.plain
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["patch"] = list(self.patch)
+        return d
+
+
+class _WithAux(nn.Module):
+    """BS-Net whose ``forward`` returns ``(seg, boundary, *deep)``, so DDP sees every output."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.net.forward_with_aux(x)
+        return (out.seg, out.boundary, *out.deep)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but no CUDA GPU is available")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+def masked_soft_dice(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """1 − mean foreground soft Dice over the batch, counting only voxels with ``weight`` > 0.
+
+    Args:
+        probs, target: (B, C, D, H, W) probabilities; weight: (B, D, H, W) in [0, 1].
+    """
+    w = weight[:, None]
+    p, t = (probs[:, 1:] * w).float(), (target[:, 1:] * w).float()
+    dims = (0, 2, 3, 4)
+    inter = (p * t).sum(dims)
+    denom = p.sum(dims) + t.sum(dims)
+    return 1.0 - ((2 * inter + 1e-5) / (denom + 1e-5)).mean()
+
+
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def _entropy(probs: torch.Tensor) -> torch.Tensor:
+    """(B, C, D, H, W) -> (B, D, H, W) Shannon entropy (nats)."""
+    return -(probs * probs.clamp_min(1e-8).log()).sum(1)
+
+
+class CoCorrectingTrainer:
+    """Trains one network or the Co-Correcting pair; see the module docstring.
+
+    Args:
+        train_cases, val_cases: in-memory cases (``data.load_cases``); ``train_cases[i].index == i``.
+        config: the run's :class:`TrainConfig`.
+        out_dir: model folder (best pair, ``train_log.csv``, ``checkpoint/``).
+        device: ``"auto" | "cpu" | "cuda"``.
+        card_training: extra facts recorded in the model card (data, split, command...).
+        classes: label value -> name.
+        dist_info: from ``distributed.init_from_env`` (default: one process).
+    """
+
+    def __init__(
+        self,
+        train_cases: list[CaseArrays],
+        val_cases: list[CaseArrays],
+        config: TrainConfig,
+        out_dir: str | Path,
+        device: str = "auto",
+        card_training: dict[str, Any] | None = None,
+        classes: dict[int, str] | None = None,
+        dist_info: distributed.DistInfo | None = None,
+        model_id: str | None = None,
+    ):
+        self.cfg = config
+        self.out_dir = Path(out_dir)
+        self.device = resolve_device(device)
+        self.dist = dist_info or distributed.DistInfo()
+        self.classes = dict(classes or {0: "background", 1: "anterior", 2: "posterior"})
+        self.card_training = dict(card_training or {})
+        self.model_id = model_id or self.out_dir.name
+        self.train_cases, self.val_cases = train_cases, val_cases
+        if not train_cases:
+            raise InputError("no training cases")
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+
+        self.nets: dict[str, nn.Module] = {}
+        for name in config.net_names:
+            cfg = {"out_channels": config.num_classes, **getattr(config, name)}
+            if name == "unetr":
+                cfg["img_size"] = list(config.patch)
+            self.nets[name] = build_network(name, cfg).to(self.device)
+        self.models = {
+            name: distributed.wrap(_WithAux(net) if name == "bsnet" else net, self.dist, self.device)
+            for name, net in self.nets.items()
+        }
+        params = [p for net in self.nets.values() for p in net.parameters()]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+        self.dataset = CaseDataset(
+            train_cases, config.patch, augment=config.augment, seed=config.seed + 1000 * self.dist.rank
+        )
+        self.sampler = (
+            DistributedSampler(self.dataset, shuffle=True, seed=config.seed, drop_last=False)
+            if self.dist.enabled
+            else None
+        )
+        gen = torch.Generator().manual_seed(config.seed)
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=config.batch_size,
+            shuffle=self.sampler is None,
+            sampler=self.sampler,
+            generator=gen if self.sampler is None else None,
+            num_workers=0,
+            drop_last=False,
+        )
+        steps = max(1, config.epochs * len(self.loader))
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps)
+        self.shapes = [tuple(c.image.shape) for c in train_cases]
+
+        self.correction: LabelCorrection | None = None
+        self.curriculum: AgreementCurriculum | None = None
+        if config.co_correcting:
+            self.correction = LabelCorrection(
+                [c.label for c in train_cases],
+                [c.approved for c in train_cases],
+                config.num_classes,
+                band_radius=config.band_radius,
+            ).to(self.device)
+            self.label_optimizer = torch.optim.SGD([self.correction.logits], lr=config.lr_labels)
+            self.curriculum = AgreementCurriculum(
+                len(train_cases), config.warmup_epochs, config.curriculum_start, config.curriculum_ramp_epochs
+            )
+        self.epoch = 0  # next epoch to run
+        self.best_score = -math.inf
+        self.best_epoch = -1
+        self.history: list[dict[str, Any]] = []
+        self.amp = config.amp and self.device.type == "cuda"
+
+    # -- one step -------------------------------------------------------------------------------
+    def _forward(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        out = self.models[name](x)
+        if name == "bsnet":
+            return out[0], out[1:]
+        return out, ()
+
+    def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
+        """One optimisation step on a batch from :class:`~.data.CaseDataset`; returns logged floats."""
+        cfg = self.cfg
+        x = batch["image"].to(self.device)
+        given = batch["label"].to(self.device)
+        index = torch.as_tensor(batch["index"])
+        K = cfg.num_classes
+        if self.correction is not None:
+            flat = flat_canonical_index(batch["coords"], [self.shapes[i] for i in index.tolist()])
+            corr = self.correction.targets(index, flat.to(self.device), given)
+        else:
+            onehot = F.one_hot(given, K).permute(0, 4, 1, 2, 3).float()
+            empty = torch.zeros(0, dtype=torch.long, device=self.device)
+            corr = BatchCorrection(onehot, torch.zeros_like(given, dtype=torch.bool), empty, empty)
+        target = corr.target
+        hard = target.argmax(1)
+
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            outs = {name: self._forward(name, x) for name in self.nets}
+        logits = {n: o[0].float() for n, o in outs.items()}
+        probs = {n: torch.softmax(v, 1) for n, v in logits.items()}
+        vce = {n: voxel_ce(v, target) for n, v in logits.items()}
+
+        forget = 0.0
+        weights = {n: torch.ones_like(given, dtype=torch.float32) for n in self.nets}
+        if cfg.co_correcting:
+            forget = forget_rate(epoch, cfg.forget_max, cfg.forget_ramp_epochs)
+            band = boundary_band(given, cfg.band_radius)[:, 0]
+            weights["unetr"], weights["bsnet"] = exchange(vce["unetr"], vce["bsnet"], forget, band)
+
+        parts: dict[str, float] = {}
+        total = x.new_zeros(())
+        for name in self.nets:
+            loss = _weighted_mean(vce[name], weights[name]) + masked_soft_dice(probs[name], target, weights[name])
+            if corr.corrected.any():
+                loss = loss + cfg.beta * _entropy(probs[name])[corr.corrected].mean()
+            if name == "bsnet":
+                boundary, deep = outs[name][1][0].float(), outs[name][1][1:]
+                for w, d in zip(deep_supervision_weights(len(deep)), deep, strict=True):
+                    loss = loss + w * seg_loss(d.float(), downsample_labels(hard, d.shape[2:]))
+                loss = loss + cfg.boundary_weight * boundary_loss(boundary, boundary_targets(hard))
+            parts[f"loss_{name}"] = float(loss.detach())
+            total = total + loss
+
+        if self.correction is not None and corr.pos.numel():
+            lab_loss = self.correction.loss(corr, [probs[n] for n in self.nets], cfg.alpha)
+            parts["loss_labels"] = float(lab_loss.detach()) / max(1, corr.pos.numel())
+            total = total + lab_loss
+
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.correction is not None:
+            self.label_optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        if self.correction is not None and self.correction.logits.grad is not None:
+            distributed.all_reduce_sum_(self.correction.logits.grad, self.dist)
+            self.label_optimizer.step()
+        self.scheduler.step()
+
+        if self.curriculum is not None:
+            agree = peer_dice(logits["unetr"].argmax(1), logits["bsnet"].argmax(1), K)
+            self.curriculum.record(index, agree)
+        parts["forget_rate"] = forget
+        return parts
+
+    # -- epochs ---------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        for model in self.models.values():
+            model.train()
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        n = 0
+        bar = None
+        if self.cfg.progress and self.dist.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(self.loader), desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False)
+        for batch in self.loader:
+            parts = self.train_step(batch, epoch)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items() if k.startswith("loss_")})
+        if bar is not None:
+            bar.close()
+        stats = {k: v / max(n, 1) for k, v in sums.items()}
+        if self.curriculum is not None and self.correction is not None:
+            self.curriculum.sum = distributed.all_reduce_array(self.curriculum.sum, self.dist)
+            self.curriculum.count = distributed.all_reduce_array(self.curriculum.count, self.dist)
+            agreement = self.curriculum.end_epoch()
+            admitted = self.curriculum.admit(epoch, self.correction.admitted.cpu().numpy())
+            self.correction.admitted.copy_(torch.from_numpy(admitted))
+            stats["peer_dice_train"] = float(np.nanmean(agreement)) if np.isfinite(agreement).any() else 0.0
+            stats.update(self.correction.stats())
+        return stats
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Validation Dice per class for each net and the pair (mean probabilities), centred patches."""
+        from monai.metrics import DiceMetric
+
+        for net in self.nets.values():
+            net.eval()
+        K = self.cfg.num_classes
+        keys = [*self.nets] + (["pair"] if len(self.nets) > 1 else [])
+        metrics = {k: DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=False) for k in keys}
+        ds = CaseDataset(self.val_cases, self.cfg.patch, augment=False)
+        for i in range(len(ds)):
+            item = ds[i]
+            case = self.val_cases[i]
+            x = item["image"][None].to(self.device)
+            label = item["label"][None]
+            inside = torch.zeros_like(label, dtype=torch.bool)
+            region = case.region()
+            # the centred patch equals the canonical grid when the case fits the patch
+            if tuple(case.image.shape) == self.cfg.patch:
+                inside[(0, *region)] = True
+            else:
+                inside[:] = True
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                probs = {n: torch.softmax(net(x).float(), 1).cpu() for n, net in self.nets.items()}
+            if "pair" in keys:
+                probs["pair"] = sum(probs[n] for n in self.nets) / len(self.nets)
+            y = F.one_hot(label, K).permute(0, 4, 1, 2, 3)
+            for k in keys:
+                pred = torch.where(inside, probs[k].argmax(1), torch.zeros_like(label))
+                metrics[k](F.one_hot(pred, K).permute(0, 4, 1, 2, 3), y)
+        out: dict[str, float] = {}
+        for k in keys:
+            per_class = metrics[k].aggregate().cpu().numpy()
+            for c, v in enumerate(per_class, start=1):
+                out[f"dice_{k}_{self.classes.get(c, c)}"] = float(v)
+            out[f"dice_{k}_mean"] = float(per_class.mean())
+        return out
+
+    def score(self, metrics: dict[str, float]) -> float:
+        """The selection score: pair mean Dice (or the single net's)."""
+        key = "pair" if len(self.nets) > 1 else next(iter(self.nets))
+        return metrics.get(f"dice_{key}_mean", -math.inf)
+
+    def fit(self) -> dict[str, Any]:
+        """Run the remaining epochs; returns the best metrics. Ctrl-C saves a checkpoint and re-raises."""
+        try:
+            while self.epoch < self.cfg.epochs:
+                epoch = self.epoch
+                t0 = time.perf_counter()
+                stats = self.train_epoch(epoch)
+                train_s = time.perf_counter() - t0
+                self.epoch = epoch + 1
+                if self.dist.is_main:
+                    metrics = self.validate() if self.val_cases else {}
+                    row = {
+                        "epoch": epoch + 1,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "train_s": round(train_s, 2),
+                        "epoch_s": round(time.perf_counter() - t0, 2),
+                        **{k: round(v, 5) if isinstance(v, float) else v for k, v in stats.items()},
+                        **{k: round(v, 5) for k, v in metrics.items()},
+                    }
+                    self.history.append(row)
+                    self._write_log()
+                    if self.score(metrics) > self.best_score or self.best_epoch < 0:
+                        self.best_score, self.best_epoch = self.score(metrics), epoch + 1
+                        self.save_model(self.out_dir, metrics)
+                    self.save_checkpoint()
+                    print(self._summary(row), flush=True)
+                distributed.barrier(self.dist)
+        except KeyboardInterrupt:
+            if self.dist.is_main:
+                self.save_checkpoint()
+                print(f"interrupted: checkpoint saved in {self.out_dir / CHECKPOINT_DIR}", flush=True)
+            raise
+        return self.best_metrics()
+
+    def _summary(self, row: dict[str, Any]) -> str:
+        dice = " ".join(f"{k[5:]}={v:.3f}" for k, v in row.items() if k.startswith("dice_") and k.endswith("_mean"))
+        return f"epoch {row['epoch']}/{self.cfg.epochs} {row['epoch_s']:.0f}s {dice}"
+
+    def best_metrics(self) -> dict[str, Any]:
+        rows = [r for r in self.history if r["epoch"] == self.best_epoch]
+        return {"best_epoch": self.best_epoch, **({k: v for k, v in rows[0].items() if k.startswith("dice_")} if rows else {})}
+
+    # -- saving ---------------------------------------------------------------------------------
+    def _write_log(self) -> None:
+        fields: list[str] = []
+        for row in self.history:
+            fields += [k for k in row if k not in fields]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write_bytes(self.out_dir / LOG_NAME, buf.getvalue().encode())
+
+    def model_pair(self, metrics: dict[str, float] | None = None):
+        """The current networks as a :class:`~napari_medseg.models.pair.ModelPair` with full cards."""
+        from napari_medseg.models.pair import ModelPair
+
+        training = {
+            **self.card_training,
+            "config": self.cfg.to_dict(),
+            "epochs_trained": self.epoch,
+            "best_epoch": self.best_epoch,
+            "device": str(self.device),
+            "world_size": self.dist.world_size,
+            "s_per_epoch": self._s_per_epoch(),
+        }
+        nets = {n: self.nets[n] for n in NET_NAMES if n in self.nets}
+        return ModelPair.from_nets(
+            nets,
+            model_id=self.model_id,
+            classes=self.classes,
+            patch_size=self.cfg.patch,
+            training=training,
+            metrics={"val_dice": dict(metrics or {}), "epoch": self.best_epoch},
+        )
+
+    def _s_per_epoch(self) -> float | None:
+        times = [r["epoch_s"] for r in self.history]
+        return round(float(np.mean(times)), 1) if times else None
+
+    def save_model(self, model_dir: str | Path, metrics: dict[str, float] | None = None, dtype=None) -> Path:
+        """Write the networks as a ModelPair folder (``pair.json`` + per-net safetensors and cards)."""
+        return self.model_pair(metrics).save(model_dir, dtype=dtype)
+
+    def save_checkpoint(self) -> Path:
+        """Resumable state in ``<out>/checkpoint/``: nets (ModelPair), optimiser, label state (safetensors)."""
+        from safetensors.torch import save_file
+
+        ckpt = self.out_dir / CHECKPOINT_DIR
+        self.save_model(ckpt, self.history[-1] if self.history else None)
+        tensors, meta = _optimizer_to_flat(self.optimizer, "opt")
+        if self.correction is not None:
+            tensors["labels.logits"] = self.correction.logits.detach().cpu().contiguous()
+            tensors["labels.admitted"] = self.correction.admitted.cpu().to(torch.uint8)
+        state = {
+            "epoch": self.epoch,
+            "best_score": self.best_score if math.isfinite(self.best_score) else None,
+            "best_epoch": self.best_epoch,
+            "scheduler": self.scheduler.state_dict(),
+            "optimizer": meta,
+            "curriculum": self.curriculum.state_dict() if self.curriculum else None,
+            "history": self.history,
+            "config": self.cfg.to_dict(),
+            "train_cases": [c.case_id for c in self.train_cases],
+        }
+        atomic_write_with(ckpt / "trainer_state.safetensors", lambda p: save_file(tensors, str(p)))
+        atomic_write_bytes(ckpt / "trainer_state.json", json.dumps(state, indent=1, default=float).encode())
+        return ckpt
+
+    def load_checkpoint(self, ckpt: str | Path) -> None:
+        """Restore nets, optimiser, scheduler, label state and history saved by :meth:`save_checkpoint`."""
+        from safetensors.torch import load_file
+
+        from napari_medseg.models.pair import ModelPair
+
+        ckpt = Path(ckpt)
+        if (ckpt / CHECKPOINT_DIR / "trainer_state.json").exists():
+            ckpt = ckpt / CHECKPOINT_DIR
+        if not (ckpt / "trainer_state.json").exists():
+            raise CheckpointError(f"{ckpt} is not a training checkpoint (trainer_state.json not found)")
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        if state["train_cases"] != [c.case_id for c in self.train_cases]:
+            raise CheckpointError("the checkpoint was trained on other cases; use the same data and split")
+        pair = ModelPair.load(ckpt, nets=tuple(self.nets))
+        for name, net in self.nets.items():
+            net.load_state_dict(pair.nets[name].state_dict())
+        tensors = load_file(str(ckpt / "trainer_state.safetensors"))
+        _optimizer_from_flat(self.optimizer, tensors, state["optimizer"], "opt", self.device)
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.correction is not None and "labels.logits" in tensors:
+            with torch.no_grad():
+                self.correction.logits.copy_(tensors["labels.logits"].to(self.device))
+                self.correction.admitted.copy_(tensors["labels.admitted"].bool().to(self.device))
+        if self.curriculum is not None and state.get("curriculum"):
+            self.curriculum.load_state_dict(state["curriculum"])
+        self.epoch = int(state["epoch"])
+        self.best_epoch = int(state["best_epoch"])
+        self.best_score = state["best_score"] if state["best_score"] is not None else -math.inf
+        self.history = list(state["history"])
+
+
+def _optimizer_to_flat(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimiser state into tensors (for safetensors) and JSON (never pickled)."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}.{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_flat(opt, tensors: dict[str, torch.Tensor], meta: dict, prefix: str, device) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if not name.startswith(prefix + "."):
+            continue
+        _, idx, key = name.split(".", 2)
+        state.setdefault(int(idx), {})[key] = value.to(device) if key != "step" else value
+    for name, value in meta.get("scalars", {}).items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

@@ -1,0 +1,52 @@
+"""Turn errors meant for the user into napari notifications that say what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from napari_medseg.errors import Cancelled, CheckpointError, LockedError, MedsegError, StaleSaveError
+
+#: Extra advice per error type, added when the message itself does not say what to do.
+HINTS: dict[type, str] = {
+    CheckpointError: "choose a model folder in the Predict panel",
+    LockedError: "pick another case, or ask the lock owner to release it",
+    StaleSaveError: "use 'Save as new version' to keep both",
+}
+
+
+def message_for(err: MedsegError) -> str:
+    """The notification text for ``err``: its one-line message, plus a hint when one applies."""
+    text = str(err)
+    for kind, hint in HINTS.items():
+        if isinstance(err, kind) and hint.split()[0] not in text:
+            return f"{text} ({hint})"
+    return text
+
+
+def report(err: BaseException) -> None:
+    """Show a :class:`MedsegError` as a napari notification; anything else is a bug and is re-raised."""
+    from napari.utils.notifications import show_error, show_info
+
+    if isinstance(err, Cancelled):
+        show_info(str(err))
+    elif isinstance(err, MedsegError):
+        show_error(message_for(err))
+    else:
+        raise err
+
+
+def info(message: str) -> None:
+    """Show an information notification."""
+    from napari.utils.notifications import show_info
+
+    show_info(message)
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """``with reporting(): ...`` shows user errors raised inside as notifications instead of tracebacks."""
+    try:
+        yield
+    except MedsegError as err:
+        report(err)

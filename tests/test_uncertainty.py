@@ -1,0 +1,147 @@
+"""Pair uncertainty: zero where the nets agree, high where a planted disagreement is, band, score."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from napari_medseg.inference.engine import predict_volume
+from napari_medseg.inference.uncertainty import (
+    boundary_band,
+    boundary_mask,
+    case_score,
+    js_divergence,
+    normalised_entropy,
+    pair_uncertainty,
+    total_variation,
+)
+from napari_medseg.io.volume import Volume
+from napari_medseg.models.pair import ModelPair
+
+SHAPE = (32, 32, 32)
+
+
+class FixedNet(nn.Module):
+    """A "network" whose logits are fixed: confident one-hot of ``labels`` (shape = the roi)."""
+
+    def __init__(self, labels: np.ndarray, classes: int = 3, confidence: float = 12.0) -> None:
+        super().__init__()
+        onehot = torch.nn.functional.one_hot(torch.as_tensor(labels, dtype=torch.long), classes)
+        self.register_buffer("logits", confidence * onehot.permute(3, 0, 1, 2).float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(x.shape[0], *self.logits.shape).clone()
+
+
+def structure() -> np.ndarray:
+    """Two touching boxes: class 1 and class 2, in a 32^3 volume."""
+    lab = np.zeros(SHAPE, dtype=np.int64)
+    lab[8:24, 8:24, 6:16] = 1
+    lab[8:24, 8:24, 16:26] = 2
+    return lab
+
+
+def fixed_pair(labels_a: np.ndarray, labels_b: np.ndarray) -> ModelPair:
+    card = {
+        "model_id": "fixed-pair",
+        "nets": ["unetr", "bsnet"],
+        "classes": {"0": "background", "1": "anterior", "2": "posterior"},
+        "patch_size": list(SHAPE),
+        "preprocessing": {"scheme": "zscore"},
+    }
+    return ModelPair({"unetr": FixedNet(labels_a), "bsnet": FixedNet(labels_b)}, card)
+
+
+@pytest.fixture(scope="module")
+def volume() -> Volume:
+    rng = np.random.default_rng(0)
+    return Volume(rng.normal(size=SHAPE).astype(np.float32), np.diag([1.5, 1.5, 2.0, 1.0]))
+
+
+def test_uncertainty_is_zero_where_the_nets_agree(volume):
+    lab = structure()
+    pred = predict_volume(volume, fixed_pair(lab, lab), device="cpu")
+    assert pred.method == "jsd"
+    assert float(np.abs(pred.uncertainty.astype(np.float32)).max()) < 1e-3
+    assert pred.score < 1e-3
+    assert pred.regions == []
+    np.testing.assert_array_equal(pred.labels, lab)
+    assert pred.band.any()  # the band exists around the boundary even when nothing is uncertain
+
+
+def test_uncertainty_is_high_where_a_disagreement_is_planted(volume):
+    lab_a = structure()
+    lab_b = lab_a.copy()
+    lab_b[12:16, 12:16, 20:24] = 0  # B misses a 4^3 cube inside class 2
+    pred = predict_volume(volume, fixed_pair(lab_a, lab_b), device="cpu")
+    u = pred.uncertainty.astype(np.float32)
+    planted = np.zeros(SHAPE, dtype=bool)
+    planted[12:16, 12:16, 20:24] = True
+    assert u[planted].min() > 0.9
+    assert u[~planted].max() < 1e-3
+    assert pred.band[planted].all()
+    assert len(pred.regions) == 1
+    region = pred.regions[0]
+    assert region.size == planted.sum()
+    assert region.bbox == ((12, 12, 20), (16, 16, 24))
+    np.testing.assert_allclose(region.centroid_voxel, (13.5, 13.5, 21.5), atol=1e-3)
+    np.testing.assert_allclose(region.centroid_mm, (13.5 * 1.5, 13.5 * 1.5, 21.5 * 2.0), atol=1e-3)
+    assert pred.score == pytest.approx(u.sum() / (pred.labels > 0).sum(), rel=1e-3)
+
+
+def test_disagreement_far_from_any_boundary_is_outside_the_band():
+    p = torch.zeros(3, *SHAPE)
+    p[0] = 1.0  # both nets: all background -> no boundary anywhere
+    q = p.clone()
+    q[:, 16, 16, 16] = torch.tensor([0.6, 0.4, 0.0])  # soft disagreement, argmax unchanged
+    unc, band = pair_uncertainty(p, q, radius=2)
+    assert not band.any() and float(unc.max()) == 0.0
+
+
+def test_single_net_uncertainty_is_softmax_entropy(volume):
+    lab = structure()
+    net = FixedNet(lab, confidence=0.0)  # uniform softmax everywhere -> maximal entropy
+    pred = predict_volume(volume, net, roi=SHAPE, device="cpu")
+    assert pred.method == "entropy"
+    np.testing.assert_allclose(pred.uncertainty.astype(np.float32), 1.0, atol=1e-3)
+
+
+def test_divergences_are_bounded_and_symmetric():
+    torch.manual_seed(0)
+    p = torch.softmax(torch.randn(4, 10, 10, 10) * 3, 0)
+    q = torch.softmax(torch.randn(4, 10, 10, 10) * 3, 0)
+    for f in (js_divergence, total_variation):
+        d = f(p, q)
+        assert d.shape == (10, 10, 10)
+        assert float(d.min()) >= 0.0 and float(d.max()) <= 1.0
+        assert torch.allclose(d, f(q, p), atol=1e-6)
+        assert float(f(p, p).max()) < 1e-5
+    one = torch.zeros(2, 1, 1, 1)
+    one[0] = 1
+    other = 1 - one
+    assert float(js_divergence(one, other)) == pytest.approx(1.0, abs=1e-4)
+    assert float(normalised_entropy(torch.full((4, 1), 0.25))) == pytest.approx(1.0, abs=1e-6)
+    assert math.isclose(float(normalised_entropy(one)), 0.0, abs_tol=1e-5)
+
+
+def test_boundary_band_marks_both_sides_and_grows_with_radius():
+    lab = torch.as_tensor(structure())
+    edge = boundary_mask(lab)
+    assert bool(edge[8, 12, 12]) and bool(edge[7, 12, 12])  # inside and outside the box face
+    assert not bool(edge[16, 16, 11]) and not bool(edge[0, 0, 0])
+    b1, b3 = boundary_band(lab, None, 1), boundary_band(lab, None, 3)
+    assert bool((b1 & ~b3).sum() == 0) and int(b3.sum()) > int(b1.sum())
+    assert bool(b3[4, 12, 12]) and not bool(b3[3, 12, 12])
+
+
+def test_case_score_is_uncertainty_per_foreground_voxel():
+    u = torch.zeros(4, 4, 4)
+    u[0, 0, :2] = 0.5
+    labels = torch.zeros(4, 4, 4, dtype=torch.long)
+    labels[1:3, 1:3, 1:3] = 1
+    assert case_score(u, labels) == pytest.approx(1.0 / 8)
+    assert case_score(u, torch.zeros_like(labels)) == pytest.approx(1.0)
