@@ -134,3 +134,14 @@ def test_tools_report_when_there_is_no_labels_layer(viewer_panel, label_crop):
     assert panel.holes_button.isEnabled()
     assert panel.fill_holes() == -1
     assert "no Labels layer" in panel.status_label.text()
+
+
+def test_tools_work_through_the_public_viewer_proxy_plugins_receive(make_napari_viewer_proxy, label_crop):
+    viewer = make_napari_viewer_proxy()
+    panel = ToolsPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="Tools")
+    layer = viewer.add_labels(label_crop.copy(), name="proposal")
+    assert panel.smooth() > 0
+    assert not np.array_equal(layer.data, label_crop)
+    layer.undo()
+    assert np.array_equal(layer.data, label_crop)

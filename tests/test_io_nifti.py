@@ -148,8 +148,8 @@ def test_in_memory_volume_is_saved_with_scanner_codes(tmp_path):
 def test_scaled_nifti_is_returned_in_modality_units_as_integers(totalseg_dir, tmp_path):
     src = nib.load(str(totalseg_dir / "example_ct_sm.nii.gz"))
     hu = np.asanyarray(src.dataobj)
-    stored = nib.Nifti1Image((hu.astype(np.int32) + 1024).astype(np.uint16), src.affine)
-    stored.header.set_slope_inter(1.0, -1024.0)
+    stored = nib.Nifti1Image((hu.astype(np.int32) + 2048).astype(np.uint16), src.affine)
+    stored.header.set_slope_inter(1.0, -2048.0)
     nib.save(stored, str(tmp_path / "scaled.nii.gz"))
     vol = load_volume(tmp_path / "scaled.nii.gz")
     assert vol.array.dtype == np.int16

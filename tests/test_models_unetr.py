@@ -13,6 +13,15 @@ from napari_medseg.models.preprocessing import normalize_intensity
 from napari_medseg.models.unetr import UNETR_DEFAULTS, build_unetr
 from napari_medseg.training.losses import seg_loss
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The test machine's cores are shared: one intra-op thread avoids oversubscription stalls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY = {"img_size": (32, 32, 32), "feature_size": 8, "hidden_size": 48, "mlp_dim": 96, "num_heads": 2}
 
 

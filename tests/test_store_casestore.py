@@ -63,7 +63,12 @@ def test_every_save_is_a_new_version_with_provenance(store):
     base = store.load_label(case).array
     proposal = _edit(base, 50, 2)
     p = store.save_version(case, proposal, author="unetr", source=MODEL, parent=1, is_proposal=True)
-    assert (p.number, p.parent, p.changed_vs_parent, p.source) == (2, 1, 50 - int(np.sum(base.reshape(-1)[:50] == 2)), MODEL)
+    assert (p.number, p.parent, p.changed_vs_parent, p.source) == (
+        2,
+        1,
+        50 - int(np.sum(base.reshape(-1)[:50] == 2)),
+        MODEL,
+    )
     assert store.proposal(case).number == 2
     corrected = _edit(proposal, 20, 1)
     h = store.save_version(case, corrected, author="alice", parent=2, note="fixed corner")

@@ -31,15 +31,28 @@ DESCRIPTION = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help=HELP, description=DESCRIPTION)
-    p.add_argument("--data", required=True, type=Path, help="folder of labelled cases (MSD folder or case store)")
-    p.add_argument("--out", required=True, type=Path, help="model folder to write (best model, log, checkpoint)")
-    p.add_argument("--epochs", type=int, default=10, help="passes over the training cases (default 10)")
-    p.add_argument("--resume", type=Path, default=None, help="continue from a checkpoint folder (--out/checkpoint)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (default auto)")
     p.add_argument(
-        "--nets", choices=("pair", "unetr", "bsnet"), default="pair", help="train the pair (default) or one network"
+        "--data", required=True, type=Path, help="folder of labelled cases (MSD folder or case store)"
     )
-    p.add_argument("--plain", action="store_true", help="no voxel selection and no label correction (baseline)")
+    p.add_argument(
+        "--out", required=True, type=Path, help="model folder to write (best model, log, checkpoint)"
+    )
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training cases (default 10)")
+    p.add_argument(
+        "--resume", type=Path, default=None, help="continue from a checkpoint folder (--out/checkpoint)"
+    )
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (default auto)"
+    )
+    p.add_argument(
+        "--nets",
+        choices=("pair", "unetr", "bsnet"),
+        default="pair",
+        help="train the pair (default) or one network",
+    )
+    p.add_argument(
+        "--plain", action="store_true", help="no voxel selection and no label correction (baseline)"
+    )
     p.add_argument(
         "--noise-fraction",
         type=float,
@@ -50,13 +63,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-cases", type=int, default=40, help="cases held out for validation (default 40)")
     p.add_argument("--batch-size", type=int, default=2, help="cases per step (default 2)")
     p.add_argument("--lr", type=float, default=None, help="learning rate of the networks (default 3e-4)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the split, noise and training (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed of the split, noise and training (default 0)"
+    )
     p.add_argument(
         "--config",
         default=None,
-        help="JSON (text or file) overriding training settings, e.g. '{\"unetr\": {\"hidden_size\": 96}}'",
+        help='JSON (text or file) overriding training settings, e.g. \'{"unetr": {"hidden_size": 96}}\'',
     )
-    p.add_argument("--model-id", default=None, help="name recorded in the model card (default: --out folder name)")
+    p.add_argument(
+        "--model-id", default=None, help="name recorded in the model card (default: --out folder name)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -124,16 +141,22 @@ def run(args: argparse.Namespace) -> int:
             noisy, used = corrupt_labels(clean, args.noise_fraction, seed=args.seed)
             changed = {c: int((noisy[c] != clean[c]).sum()) for c in noisy}
             train_recs = [
-                type(r)(r.case_id, r.image_path, r.label_path, False) if r.case_id in noisy else r for r in train_recs
+                type(r)(r.case_id, r.image_path, r.label_path, False) if r.case_id in noisy else r
+                for r in train_recs
             ]
         train_cases = load_cases(train_recs, config.patch, labels_override=noisy)
         val_cases = load_cases(val_recs, config.patch)
-        for c in train_cases + val_cases:
-            if any(s > p for s, p in zip(c.shape, config.patch, strict=True)):
-                raise InputError(
-                    f"case {c.case_id} ({c.shape}) is larger than the training patch {config.patch}; "
-                    "set a larger 'patch' in --config"
-                )
+        too_big = [
+            c.case_id
+            for c in train_cases + val_cases
+            if any(s > p for s, p in zip(c.shape, config.patch, strict=True))
+        ]
+        if too_big and info.is_main:
+            print(
+                f"note: {len(too_big)} cases are larger than the patch {config.patch}: training uses random "
+                "crops and validation the centred patch",
+                flush=True,
+            )
         classes = read_classes(args.data)
         if classes and "num_classes" not in _overrides(args.config):
             config.num_classes = max(classes) + 1
@@ -174,7 +197,9 @@ def run(args: argparse.Namespace) -> int:
             )
         best = trainer.fit()
         if info.is_main:
-            dice = ", ".join(f"{k[5:]}={v:.3f}" for k, v in best.items() if k.startswith("dice_") and k.endswith("mean"))
+            dice = ", ".join(
+                f"{k[5:]}={v:.3f}" for k, v in best.items() if k.startswith("dice_") and k.endswith("mean")
+            )
             print(f"best epoch {best['best_epoch']}: {dice}; model in {args.out}", flush=True)
     finally:
         distributed.shutdown(info)

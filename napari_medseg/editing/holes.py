@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from napari_medseg.editing.result import EditResult, check_axis, check_labels, resolve_classes
+from napari_medseg.editing._arrays import check_axis, check_labels, class_boxes, resolve_classes
+from napari_medseg.editing.result import EditResult
 
 
 def _filled(mask: np.ndarray, axis: int | None) -> np.ndarray:
@@ -56,16 +57,15 @@ def fill_holes(
     if axis is not None:
         axis = check_axis(axis, arr.ndim)
     holes = []
-    for class_id in resolve_classes(arr, classes):
-        mask = arr == class_id
-        if not mask.any():
-            continue
+    for class_id, box in class_boxes(arr, resolve_classes(arr, classes)).items():
+        region = arr[box]
+        mask = region == class_id
         filled = _filled(mask, axis)
         hole = filled & ~mask
         if not overwrite:
-            hole &= arr == 0
-        holes.append((int(filled.sum()), class_id, hole))
+            hole &= region == 0
+        holes.append((int(np.count_nonzero(filled)), class_id, box, hole))
     out = arr.copy()
-    for _, class_id, hole in sorted(holes, key=lambda h: -h[0]):
-        out[hole] = class_id
+    for _, class_id, box, hole in sorted(holes, key=lambda h: -h[0]):
+        out[box][hole] = class_id
     return EditResult.between(arr, out)

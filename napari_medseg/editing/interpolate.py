@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from napari_medseg.editing.result import EditResult, check_axis, check_labels
+from napari_medseg.editing._arrays import check_axis, check_labels
+from napari_medseg.editing.result import EditResult
 from napari_medseg.errors import InputError
 
 
@@ -112,11 +113,14 @@ def interpolate_slices(
     moved = np.moveaxis(out, axis, 0)  # a view: writing into it writes into ``out``
     original = np.moveaxis(arr, axis, 0)
     for a, b in pairs:
-        sd_a = signed_distance(original[a] == class_id, sampling)
-        sd_b = signed_distance(original[b] == class_id, sampling)
+        key_a, key_b = original[a] == class_id, original[b] == class_id
+        # the blended shape never leaves the bounding box of the two key shapes: work there only
+        (box,) = ndimage.find_objects((key_a | key_b).astype(np.int8))
+        sd_a = signed_distance(key_a[box], sampling)
+        sd_b = signed_distance(key_b[box], sampling)
         for s in range(a + 1, b):
             t = (s - a) / (b - a)
             shape = (1.0 - t) * sd_a + t * sd_b < 0
-            target = shape if overwrite else shape & (original[s] == 0)
-            moved[s][target] = class_id
+            target = shape if overwrite else shape & (original[s][box] == 0)
+            moved[s][box][target] = class_id
     return EditResult.between(arr, out)

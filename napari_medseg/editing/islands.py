@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from napari_medseg.editing.result import EditResult, check_labels, resolve_classes
+from napari_medseg.editing._arrays import check_labels, class_boxes, resolve_classes
+from napari_medseg.editing.result import EditResult
 from napari_medseg.errors import InputError
 
 
@@ -56,15 +57,13 @@ def remove_islands(
     if min_size < 0:
         raise InputError(f"The minimum island size must be >= 0 voxels, got {min_size}.")
     out = arr.copy()
-    for class_id in resolve_classes(arr, classes):
-        mask = arr == class_id
-        if not mask.any():
-            continue
+    for class_id, box in class_boxes(arr, resolve_classes(arr, classes)).items():
+        mask = arr[box] == class_id
         ids, sizes = component_sizes(mask, connectivity)
         sizes[0] = 0
         drop = sizes < min_size
         if keep_largest:
             drop |= np.arange(sizes.size) != int(np.argmax(sizes))
         drop[0] = False
-        out[drop[ids]] = 0
+        out[box][drop[ids]] = 0
     return EditResult.between(arr, out)

@@ -9,11 +9,13 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import ball, disk
 
-from napari_medseg.editing.result import EditResult, check_labels, resolve_classes
+from napari_medseg.editing._arrays import check_labels, class_boxes, resolve_classes
+from napari_medseg.editing.result import EditResult
 from napari_medseg.errors import InputError
 
 SmoothMethod = Literal["majority", "opening", "closing"]
 SMOOTH_METHODS: tuple[str, ...] = ("majority", "opening", "closing")
+_TIE_BONUS = np.float32(1e-4)
 
 
 def footprint(ndim: int, radius: int) -> np.ndarray:
@@ -30,19 +32,28 @@ def footprint(ndim: int, radius: int) -> np.ndarray:
 def _majority(arr: np.ndarray, fp: np.ndarray) -> np.ndarray:
     """Per-voxel most frequent label within the footprint (a median filter for categorical labels).
 
-    One class at a time: a running best score keeps memory at two float volumes however many
-    classes there are. A tiny bonus for the voxel's current label makes ties keep it.
+    Foreground classes are scored one at a time on their bounding box grown by the footprint
+    radius; background's share is what the foreground shares leave (the window fractions of all
+    labels sum to 1). Memory stays at a few volumes however many classes there are. A tiny bonus
+    for the voxel's current label makes ties keep it.
     """
-    weights = fp.astype(np.float32) / fp.sum()
+    weights = fp.astype(np.float32) / np.float32(fp.sum())
+    radius = fp.shape[0] // 2
     best_score = np.full(arr.shape, -1.0, dtype=np.float32)
     best_label = arr.copy()
-    for class_id in np.unique(arr):
-        mask = arr == class_id
+    foreground_share = np.zeros(arr.shape, dtype=np.float32)
+    for class_id, box in class_boxes(arr, [c for c in np.unique(arr) if c != 0], margin=radius).items():
+        mask = arr[box] == class_id
         score = ndimage.correlate(mask.astype(np.float32), weights, mode="nearest")
-        score[mask] += 1e-4
-        better = score > best_score
-        best_score[better] = score[better]
-        best_label[better] = class_id
+        foreground_share[box] += score
+        score[mask] += _TIE_BONUS
+        box_score, box_label = best_score[box], best_label[box]  # views into the full arrays
+        better = score > box_score
+        box_score[better] = score[better]
+        box_label[better] = class_id
+    background = 1.0 - foreground_share
+    background[arr == 0] += _TIE_BONUS
+    best_label[background > best_score] = 0
     return best_label
 
 
@@ -87,15 +98,16 @@ def smooth_labels(
         editable = np.isin(arr, allowed) & np.isin(voted, allowed)
         out[editable] = voted[editable]
     elif method == "opening":
-        for class_id in ids:
-            mask = arr == class_id
-            out[mask & ~ndimage.binary_opening(mask, structure=fp)] = 0
+        for class_id, box in class_boxes(arr, ids, margin=radius).items():
+            mask = arr[box] == class_id
+            out[box][mask & ~ndimage.binary_opening(mask, structure=fp)] = 0
     else:
-        background = arr == 0
-        for class_id in ids:
-            mask = arr == class_id
+        for class_id, box in class_boxes(arr, ids, margin=radius).items():
+            region = arr[box]
+            mask = region == class_id
             pad = [(radius, radius)] * arr.ndim
             closed = ndimage.binary_closing(np.pad(mask, pad), structure=fp)
             closed = closed[tuple(slice(radius, -radius) for _ in range(arr.ndim))]
-            out[closed & ~mask & background & (out == 0)] = class_id
+            target = out[box]
+            target[closed & ~mask & (region == 0) & (target == 0)] = class_id
     return EditResult.between(arr, out)

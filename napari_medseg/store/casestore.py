@@ -36,7 +36,7 @@ import shutil
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from napari_medseg.errors import GeometryError, InputError, StaleSaveError, Stor
 from napari_medseg.io.atomic import TMP_PREFIX, atomic_path
 from napari_medseg.io.volume import Volume, array_checksum
 from napari_medseg.store import locking, msd
+from napari_medseg.store.check import CheckReport
 from napari_medseg.store.ids import case_id_from_path, validate_case_id, validate_person
 from napari_medseg.store.provenance import changed_voxels, file_sha256, mean_foreground_dice, validate_source
 from napari_medseg.store.records import CaseInfo, Event, VersionInfo
@@ -135,7 +136,7 @@ class CaseStore:
 
     # ------------------------------------------------------------------ metadata
     def _meta(self, key: str) -> str:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._read_one("SELECT value FROM meta WHERE key = ?", (key,))
         return row["value"] if row else ""
 
     @property
@@ -159,14 +160,25 @@ class CaseStore:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        """Run a read query under the instance lock (the connection is shared between threads)."""
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _read_one(self, sql: str, params: tuple = ()) -> sqlite3.Row | None:
+        rows = self._read(sql, params)
+        return rows[0] if rows else None
 
     def _case_row(self, case_id: str, conn: sqlite3.Connection | None = None) -> sqlite3.Row:
         case_id = validate_case_id(case_id)
-        row = (conn or self._conn).execute("SELECT * FROM cases WHERE case_id = ?", (case_id,)).fetchone()
+        sql = "SELECT * FROM cases WHERE case_id = ?"
+        row = conn.execute(sql, (case_id,)).fetchone() if conn else self._read_one(sql, (case_id,))
         if row is None:
             raise StoreError(f"no case {case_id!r} in the store {self.root}")
         return row
@@ -193,11 +205,11 @@ class CaseStore:
     # ------------------------------------------------------------------ cases
     def case_ids(self) -> list[str]:
         """All case ids, sorted."""
-        return [r[0] for r in self._conn.execute("SELECT case_id FROM cases ORDER BY case_id")]
+        return [r[0] for r in self._read("SELECT case_id FROM cases ORDER BY case_id")]
 
     def cases(self) -> list[CaseInfo]:
         """One :class:`CaseInfo` per case, sorted by case id."""
-        rows = self._conn.execute(
+        rows = self._read(
             """
             SELECT c.case_id, c.status, c.uncertainty, c.image_file, c.approved_version,
                    (SELECT COUNT(*) FROM versions v WHERE v.case_id = c.case_id) AS n_versions,
@@ -207,7 +219,7 @@ class CaseStore:
             FROM cases c LEFT JOIN locks l ON l.case_id = c.case_id
             ORDER BY c.case_id
             """
-        ).fetchall()
+        )
         return [
             CaseInfo(
                 case_id=r["case_id"],
@@ -252,7 +264,7 @@ class CaseStore:
         pairs: Iterable[tuple[str | Path, str | Path | None]],
         author: str = "import",
         approved: bool = False,
-        progress=None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[str]:
         """Import ``(image, label or None)`` pairs; ``dataset.json`` is written once at the end.
 
@@ -275,7 +287,7 @@ class CaseStore:
         limit: int | None = None,
         author: str = "import",
         approved: bool = False,
-        progress=None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[str]:
         """Import the training cases of an MSD folder (``dataset.json`` + ``imagesTr``).
 
@@ -393,15 +405,13 @@ class CaseStore:
     def versions(self, case_id: str) -> list[VersionInfo]:
         """All versions of a case, oldest first."""
         case_id = self._case_row(case_id)["case_id"]
-        rows = self._conn.execute("SELECT * FROM versions WHERE case_id = ? ORDER BY number", (case_id,))
+        rows = self._read("SELECT * FROM versions WHERE case_id = ? ORDER BY number", (case_id,))
         return [self._row_to_version(r) for r in rows]
 
     def version(self, case_id: str, number: int) -> VersionInfo:
         """One version; ``StoreError`` if it does not exist."""
         case_id = self._case_row(case_id)["case_id"]
-        r = self._conn.execute(
-            "SELECT * FROM versions WHERE case_id = ? AND number = ?", (case_id, int(number))
-        ).fetchone()
+        r = self._read_one("SELECT * FROM versions WHERE case_id = ? AND number = ?", (case_id, int(number)))
         if r is None:
             raise StoreError(f"case {case_id} has no label version {number}")
         return self._row_to_version(r)
@@ -409,18 +419,18 @@ class CaseStore:
     def latest_version(self, case_id: str) -> VersionInfo | None:
         """The newest version (of any source), or ``None``."""
         case_id = self._case_row(case_id)["case_id"]
-        r = self._conn.execute(
+        r = self._read_one(
             "SELECT * FROM versions WHERE case_id = ? ORDER BY number DESC LIMIT 1", (case_id,)
-        ).fetchone()
+        )
         return self._row_to_version(r) if r else None
 
     def proposal(self, case_id: str) -> VersionInfo | None:
         """The newest model proposal (``is_proposal``), or ``None``."""
         case_id = self._case_row(case_id)["case_id"]
-        r = self._conn.execute(
+        r = self._read_one(
             "SELECT * FROM versions WHERE case_id = ? AND is_proposal = 1 ORDER BY number DESC LIMIT 1",
             (case_id,),
-        ).fetchone()
+        )
         return self._row_to_version(r) if r else None
 
     def _check_labels(self, case_id: str, labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -609,10 +619,10 @@ class CaseStore:
     def events(self, case_id: str | None = None) -> list[Event]:
         """Audit trail (oldest first), of one case or of the whole store."""
         if case_id is None:
-            rows = self._conn.execute("SELECT * FROM events ORDER BY id")
+            rows = self._read("SELECT * FROM events ORDER BY id")
         else:
             case_id = self._case_row(case_id)["case_id"]
-            rows = self._conn.execute("SELECT * FROM events WHERE case_id = ? ORDER BY id", (case_id,))
+            rows = self._read("SELECT * FROM events WHERE case_id = ? ORDER BY id", (case_id,))
         return [
             Event(r["id"], r["case_id"], r["time_utc"], r["author"], r["kind"], r["detail"]) for r in rows
         ]
@@ -699,7 +709,7 @@ class CaseStore:
 
         return export_approved(self, out_dir)
 
-    def check(self, clean: bool = False):
+    def check(self, clean: bool = False) -> CheckReport:
         """Consistency report; see :func:`napari_medseg.store.check.check_store`."""
         from napari_medseg.store.check import check_store
 

@@ -44,7 +44,13 @@ from napari_medseg.models.boundary import boundary_band, boundary_targets
 from napari_medseg.models.factory import build_network
 from napari_medseg.training import distributed
 from napari_medseg.training.curriculum import AgreementCurriculum, peer_dice
-from napari_medseg.training.data import DEFAULT_PATCH, CaseArrays, CaseDataset, flat_canonical_index
+from napari_medseg.training.data import (
+    DEFAULT_PATCH,
+    CaseArrays,
+    CaseDataset,
+    center_crop_or_pad,
+    flat_canonical_index,
+)
 from napari_medseg.training.label_correction import BatchCorrection, LabelCorrection
 from napari_medseg.training.losses import (
     boundary_loss,
@@ -286,7 +292,9 @@ class CoCorrectingTrainer:
         parts: dict[str, float] = {}
         total = x.new_zeros(())
         for name in self.nets:
-            loss = _weighted_mean(vce[name], weights[name]) + masked_soft_dice(probs[name], target, weights[name])
+            loss = _weighted_mean(vce[name], weights[name]) + masked_soft_dice(
+                probs[name], target, weights[name]
+            )
             if corr.corrected.any():
                 loss = loss + cfg.beta * _entropy(probs[name])[corr.corrected].mean()
             if name == "bsnet":
@@ -354,27 +362,29 @@ class CoCorrectingTrainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Validation Dice per class for each net and the pair (mean probabilities), centred patches."""
+        """Validation Dice per class for each net and the pair (mean probabilities).
+
+        Each case is evaluated on its centred patch (the whole case when it fits the patch, as every
+        hippocampus case fits (48, 64, 48)); predictions in the padding count as background.
+        """
         from monai.metrics import DiceMetric
 
         for net in self.nets.values():
             net.eval()
         K = self.cfg.num_classes
         keys = [*self.nets] + (["pair"] if len(self.nets) > 1 else [])
-        metrics = {k: DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=False) for k in keys}
+        metrics = {
+            k: DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=False) for k in keys
+        }
         ds = CaseDataset(self.val_cases, self.cfg.patch, augment=False)
         for i in range(len(ds)):
             item = ds[i]
             case = self.val_cases[i]
             x = item["image"][None].to(self.device)
             label = item["label"][None]
-            inside = torch.zeros_like(label, dtype=torch.bool)
-            region = case.region()
-            # the centred patch equals the canonical grid when the case fits the patch
-            if tuple(case.image.shape) == self.cfg.patch:
-                inside[(0, *region)] = True
-            else:
-                inside[:] = True
+            region = np.zeros(case.image.shape, dtype=bool)
+            region[case.region()] = True  # the case itself, not its padding
+            inside = torch.from_numpy(center_crop_or_pad(region, self.cfg.patch))[None]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 probs = {n: torch.softmax(net(x).float(), 1).cpu() for n, net in self.nets.items()}
             if "pair" in keys:
@@ -431,12 +441,17 @@ class CoCorrectingTrainer:
         return self.best_metrics()
 
     def _summary(self, row: dict[str, Any]) -> str:
-        dice = " ".join(f"{k[5:]}={v:.3f}" for k, v in row.items() if k.startswith("dice_") and k.endswith("_mean"))
+        dice = " ".join(
+            f"{k[5:]}={v:.3f}" for k, v in row.items() if k.startswith("dice_") and k.endswith("_mean")
+        )
         return f"epoch {row['epoch']}/{self.cfg.epochs} {row['epoch_s']:.0f}s {dice}"
 
     def best_metrics(self) -> dict[str, Any]:
         rows = [r for r in self.history if r["epoch"] == self.best_epoch]
-        return {"best_epoch": self.best_epoch, **({k: v for k, v in rows[0].items() if k.startswith("dice_")} if rows else {})}
+        return {
+            "best_epoch": self.best_epoch,
+            **({k: v for k, v in rows[0].items() if k.startswith("dice_")} if rows else {}),
+        }
 
     # -- saving ---------------------------------------------------------------------------------
     def _write_log(self) -> None:

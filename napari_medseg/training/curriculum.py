@@ -41,7 +41,9 @@ class AgreementCurriculum:
         ramp_epochs: epochs from ``start_fraction`` to all cases.
     """
 
-    def __init__(self, n_cases: int, warmup_epochs: int = 3, start_fraction: float = 0.25, ramp_epochs: int = 5):
+    def __init__(
+        self, n_cases: int, warmup_epochs: int = 3, start_fraction: float = 0.25, ramp_epochs: int = 5
+    ):
         self.n_cases = n_cases
         self.warmup_epochs = warmup_epochs
         self.start_fraction = start_fraction

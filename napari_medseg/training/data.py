@@ -120,9 +120,7 @@ def discover_cases(path: str | Path) -> list[CaseRecord]:
     return cases_from_msd(path)
 
 
-def split_cases(
-    case_ids: list[str], n_val: int, seed: int = 0, n_train: int | None = None
-) -> Split:
+def split_cases(case_ids: list[str], n_val: int, seed: int = 0, n_train: int | None = None) -> Split:
     """Seeded random split: ``n_val`` validation ids, then ``n_train`` (default: all the rest) training ids."""
     ids = sorted(case_ids)
     if n_val >= len(ids):
@@ -162,9 +160,7 @@ def pad_to(array: np.ndarray, shape: tuple[int, ...], value: float = 0.0) -> tup
 def center_crop_or_pad(array: np.ndarray, shape: tuple[int, ...], value: float = 0.0) -> np.ndarray:
     """Pad (symmetrically) then centre-crop ``array`` to exactly ``shape`` (inference/validation)."""
     padded, _ = pad_to(array, shape, value)
-    slices = tuple(
-        slice((n - w) // 2, (n - w) // 2 + w) for n, w in zip(padded.shape, shape, strict=True)
-    )
+    slices = tuple(slice((n - w) // 2, (n - w) // 2 + w) for n, w in zip(padded.shape, shape, strict=True))
     return padded[slices]
 
 
@@ -272,9 +268,7 @@ class CaseDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         case = self.cases[i]
         win = self._window(case.image.shape)
-        grid = np.stack(
-            np.meshgrid(*[np.arange(s.start, s.stop) for s in win], indexing="ij"), axis=0
-        )
+        grid = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in win], indexing="ij"), axis=0)
         sample = {
             "image": case.image[win][None].astype(np.float32),
             "label": case.label[win][None].astype(np.float32),

@@ -88,7 +88,9 @@ class LabelCorrection(nn.Module):
             voxel_lists.append(idx)
             given_lists.append(lab.reshape(-1)[idx].astype(np.int64))
             starts.append(starts[-1] + idx.size)
-        given = torch.from_numpy(np.concatenate(given_lists)) if given_lists else torch.zeros(0, dtype=torch.long)
+        given = (
+            torch.from_numpy(np.concatenate(given_lists)) if given_lists else torch.zeros(0, dtype=torch.long)
+        )
         self.register_buffer("given", given)
         self.register_buffer("starts", torch.tensor(starts, dtype=torch.int64))
         self.register_buffer("voxels", torch.from_numpy(np.concatenate(voxel_lists)))

@@ -100,7 +100,11 @@ def drop_end_slices(labels: np.ndarray, rng: np.random.Generator, max_slices: in
     return out
 
 
-NOISE_FUNCTIONS = {"dilate_erode": dilate_erode, "shift_slices": shift_slices, "drop_end_slices": drop_end_slices}
+NOISE_FUNCTIONS = {
+    "dilate_erode": dilate_erode,
+    "shift_slices": shift_slices,
+    "drop_end_slices": drop_end_slices,
+}
 
 
 def corrupt_labels(

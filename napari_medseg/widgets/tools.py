@@ -77,7 +77,9 @@ class ToolsPanel(QWidget):
         self.class_spin = QSpinBox()
         self.class_spin.setRange(1, 65535)
         self.class_spin.setValue(1)
-        self.class_spin.setToolTip("Class id used by the brush, by 'Fill between slices' and by 'This class only'.")
+        self.class_spin.setToolTip(
+            "Class id used by the brush, by 'Fill between slices' and by 'This class only'."
+        )
         self.brush_button = QPushButton("Set brush to class")
         self.only_class_check = QCheckBox("This class only")
         self.only_class_check.setToolTip("Islands, holes and smoothing act on the chosen class only.")
@@ -95,7 +97,9 @@ class ToolsPanel(QWidget):
         self.islands_button = QPushButton("Remove islands < N")
 
         self.slicewise_check = QCheckBox("Slice by slice")
-        self.slicewise_check.setToolTip("Fill 2D holes in each slice along the slider axis instead of 3D holes.")
+        self.slicewise_check.setToolTip(
+            "Fill 2D holes in each slice along the slider axis instead of 3D holes."
+        )
         self.holes_button = QPushButton("Fill holes")
 
         self.method_combo = QComboBox()
@@ -190,7 +194,9 @@ class ToolsPanel(QWidget):
         finally:
             QApplication.restoreOverrideCursor()
         suffix = f" ({detail})" if detail else ""
-        self._report(f"{title}: {changed} voxel{'s' if changed != 1 else ''} changed{suffix}. Ctrl+Z undoes it.")
+        self._report(
+            f"{title}: {changed} voxel{'s' if changed != 1 else ''} changed{suffix}. Ctrl+Z undoes it."
+        )
         return changed
 
     def fill_between_slices(self) -> int:

@@ -1,0 +1,373 @@
+"""``ReviewController``: what the panels docked in one viewer share (the session and its events).
+
+Each viewer gets one controller (:func:`controller_for`), created by the first panel that asks;
+panels never talk to each other, only to the controller, and redraw on its signals. The controller
+is thin: the review logic lives in :class:`~napari_medseg.review.session.ReviewSession`; this class
+adds the viewer side (layers, questions to the user, notifications, the prediction worker).
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from psygnal import Signal
+
+from napari_medseg.errors import LockedError, MedsegError, StaleSaveError
+from napari_medseg.widgets import _dialogs, _layers, _notify
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_medseg.inference.prediction import Prediction
+    from napari_medseg.review.diff import LabelDiff
+    from napari_medseg.review.session import ReviewSession
+    from napari_medseg.store.records import VersionInfo
+
+_CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def controller_for(viewer: napari.Viewer) -> ReviewController:
+    """The controller of ``viewer`` (created on first use; forgotten with the viewer)."""
+    ctrl = _CONTROLLERS.get(viewer)
+    if ctrl is None:
+        from napari_medseg.widgets.shortcuts import install_shortcuts
+
+        ctrl = _CONTROLLERS[viewer] = ReviewController(viewer)
+        install_shortcuts(viewer, ctrl)
+    return ctrl
+
+
+class ReviewController:
+    """Viewer-side actions of the review loop, shared by the panels of one viewer.
+
+    Signals: ``session_changed()``, ``case_opened(case_id)``, ``prediction_started(case_id)``,
+    ``prediction_progress(done, total)``, ``prediction_finished(prediction or None)``,
+    ``store_changed()`` (a save or status change), ``region_changed(index)``, ``diff_changed(diff)``.
+    """
+
+    session_changed = Signal()
+    case_opened = Signal(str)
+    prediction_started = Signal(str)
+    prediction_progress = Signal(int, int)
+    prediction_finished = Signal(object)
+    store_changed = Signal()
+    region_changed = Signal(int)
+    diff_changed = Signal(object)
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        self._viewer = weakref.ref(viewer)
+        self.session: ReviewSession | None = None
+        self.region_index = -1
+        self.band_only = True
+        self.worker: Any = None
+        self._cancel: Any = None
+        self._progress_bar: Any = None
+        self._relay: Any = None
+        self.predict_options: dict[str, Any] = {"net": "pair", "device": "auto", "show_probabilities": False}
+        self.prediction_progress.connect(self._on_progress)
+
+    @property
+    def viewer(self) -> napari.Viewer:
+        viewer = self._viewer()
+        if viewer is None:
+            raise RuntimeError("the viewer of this review controller was closed")
+        return viewer
+
+    # ------------------------------------------------------------------ store / session
+    def set_session(self, session: ReviewSession) -> None:
+        """Use ``session`` (closing the previous one's case, asking about unsaved edits)."""
+        if self.session is not None and self.session is not session:
+            if not self._leave_case():
+                return
+            self.session.close_case(discard=True)
+        self.session = session
+        self.region_index = -1
+        _layers.clear_case(self.viewer)
+        self.session_changed.emit()
+
+    def open_store(self, root: str | Path, user: str | None = None, model_dir: str | Path | None = None) -> bool:
+        """Open the case store in ``root``; returns ``False`` (with a notification) when it cannot."""
+        from napari_medseg.review.session import ReviewSession
+
+        try:
+            session = ReviewSession.open(root, user=user, model_dir=model_dir)
+        except MedsegError as err:
+            _notify.report(err)
+            return False
+        self.set_session(session)
+        return True
+
+    # ------------------------------------------------------------------ cases
+    def _leave_case(self) -> bool:
+        """Ask what to do with unsaved edits of the open case; ``False`` = stay on it."""
+        s = self.session
+        if s is None or s.case_id is None:
+            return True
+        _layers.pull_labels(self.viewer, s)
+        if not s.has_unsaved_changes:
+            return True
+        answer = _dialogs.ask_unsaved(s.case_id)
+        if answer == "save":
+            return self.save() is not None
+        return answer == "discard"
+
+    def open_case(self, case_id: str) -> bool:
+        """Open ``case_id`` (takes its lock) and show it; asks first if the open case has unsaved edits."""
+        s = self.session
+        if s is None:
+            _notify.report(MedsegError("no case store is open: open one in the Cases panel first"))
+            return False
+        if case_id != s.case_id and not self._leave_case():
+            return False
+        self.cancel_prediction()
+        try:
+            try:
+                s.open_case(case_id, discard=True)
+            except LockedError as err:
+                if not _dialogs.ask_break_lock(str(err)):
+                    raise
+                s.open_case(case_id, discard=True, force_lock=True)
+        except MedsegError as err:
+            _notify.report(err)
+            return False
+        self.region_index = -1
+        _layers.show_case(self.viewer, s)
+        self.case_opened.emit(case_id)
+        return True
+
+    def step_case(self, step: int, order: str = "uncertainty", statuses: list[str] | None = None) -> bool:
+        """Open the next (``step=1``) or previous (``-1``) case of the review queue."""
+        if self.session is None:
+            return False
+        target = self.session.next_case(step, order, statuses)
+        if target is None:
+            _notify.info("no more cases in this direction of the queue")
+            return False
+        return self.open_case(target)
+
+    # ------------------------------------------------------------------ prediction
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def run_prediction(self, net: str | None = None, device: str | None = None) -> Any:
+        """Start the model on the open case in a background thread; returns the napari worker."""
+        from napari.qt.threading import create_worker
+
+        from napari_medseg.inference.cancel import CancelToken
+
+        s = self.session
+        if s is None or s.case_id is None:
+            _notify.report(MedsegError("no case is open: open a case before running the model"))
+            return None
+        if self.running:
+            _notify.info("a prediction is already running; cancel it first")
+            return self.worker
+        opts = self.predict_options
+        net = net or opts["net"]
+        device = device or opts["device"]
+        case_id = s.case_id
+        self._cancel = CancelToken()
+        self._relay = _progress_relay(self.prediction_progress)
+        self._progress_bar = _napari_progress(f"Predicting {case_id} ({net})")
+        worker = create_worker(
+            s.predict, net=net, device=device, progress=self._relay.emit, cancel=self._cancel, _start_thread=False
+        )
+        worker.returned.connect(lambda pred: self._prediction_done(case_id, pred))
+        worker.errored.connect(self._prediction_failed)
+        worker.finished.connect(self._prediction_cleanup)
+        self.worker = worker
+        self.prediction_started.emit(case_id)
+        worker.start()
+        return worker
+
+    def cancel_prediction(self) -> None:
+        """Ask the running prediction to stop (it stops at its next batch of windows)."""
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def _on_progress(self, done: int, total: int) -> None:
+        bar = self._progress_bar
+        if bar is not None:
+            if bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+    def _prediction_done(self, case_id: str, prediction: Prediction) -> None:
+        s = self.session
+        try:
+            s.apply_prediction(prediction, case_id=case_id)
+        except MedsegError as err:
+            _notify.report(err)
+            self.prediction_finished.emit(None)
+            return
+        self.show_prediction(prediction)
+        for msg in prediction.messages:
+            _notify.info(msg)
+        self.store_changed.emit()
+        self.prediction_finished.emit(prediction)
+
+    def show_prediction(self, prediction: Prediction) -> None:
+        """Show proposal, uncertainty overlay (and per-network probabilities if asked) of the open case."""
+        viewer, s = self.viewer, self.session
+        _layers.show_proposal(viewer, s)
+        _layers.show_uncertainty(viewer, s, band_only=self.band_only)
+        if self.predict_options.get("show_probabilities"):
+            _layers.show_probabilities(viewer, s, prediction)
+        if _layers.LABELS in viewer.layers:
+            viewer.layers.selection.active = viewer.layers[_layers.LABELS]
+        self.region_index = -1
+
+    def _prediction_failed(self, err: BaseException) -> None:
+        self.prediction_finished.emit(None)
+        if isinstance(err, MedsegError):
+            _notify.report(err)
+        else:  # a bug: keep its traceback visible
+            from napari.utils.notifications import notification_manager
+
+            notification_manager.receive_error(type(err), err, err.__traceback__)
+
+    def _prediction_cleanup(self) -> None:
+        if self._progress_bar is not None:
+            self._progress_bar.close()
+        self._progress_bar = None
+        self.worker = None
+        self._cancel = None
+
+    # ------------------------------------------------------------------ uncertainty regions
+    def regions(self) -> list:
+        s = self.session
+        return [] if s is None or s.prediction is None else list(s.prediction.regions)
+
+    def go_to_region(self, index: int) -> bool:
+        """Centre the view (all three sliders and the camera) on region ``index`` (0 = most uncertain)."""
+        regions = self.regions()
+        if not regions:
+            _notify.info("no uncertain regions: run the model on this case first")
+            return False
+        index = max(0, min(index, len(regions) - 1))
+        self.region_index = index
+        world = _layers.voxel_to_world(self.viewer, regions[index].centroid_voxel)
+        _layers.centre_on(self.viewer, world)
+        self.region_changed.emit(index)
+        return True
+
+    def step_region(self, step: int) -> bool:
+        """Go to the next (``1``) or previous (``-1``) region."""
+        n = len(self.regions())
+        if n == 0:
+            return self.go_to_region(0)
+        return self.go_to_region((self.region_index + step) % n if self.region_index >= 0 else 0)
+
+    def set_band_only(self, band_only: bool) -> None:
+        """Limit the overlay to the boundary band (or show the pair's disagreement everywhere)."""
+        self.band_only = band_only
+        if self.session is not None and self.session.prediction is not None:
+            _layers.show_uncertainty(self.viewer, self.session, band_only=band_only)
+
+    def toggle_overlay(self) -> None:
+        layer = _layers.get(self.viewer, _layers.UNCERTAINTY)
+        if layer is not None:
+            layer.visible = not layer.visible
+
+    # ------------------------------------------------------------------ review
+    def _open_session(self) -> ReviewSession | None:
+        s = self.session
+        if s is None or s.case_id is None:
+            _notify.report(MedsegError("no case is open: open a case from the Cases panel first"))
+            return None
+        _layers.pull_labels(self.viewer, s)
+        return s
+
+    def accept_proposal(self) -> bool:
+        s = self._open_session()
+        if s is None:
+            return False
+        proposal_layer = _layers.get(self.viewer, _layers.PROPOSAL)
+        with _notify.reporting():
+            if proposal_layer is not None:  # keep edits made on the proposal layer
+                from napari_medseg.io.napari_view import from_display
+
+                s.set_labels(from_display(proposal_layer.data).astype(s.labels.dtype))
+            else:
+                s.accept_proposal()
+            _layers.refresh_labels(self.viewer, s)
+            return True
+        return False
+
+    def save(self, note: str = "") -> VersionInfo | None:
+        """Save the working labels; a stale save asks to save as a new version."""
+        s = self._open_session()
+        if s is None:
+            return None
+        try:
+            try:
+                info = s.save_version(note)
+            except StaleSaveError as err:
+                if not _dialogs.ask_save_as_new(str(err)):
+                    _notify.report(err)
+                    return None
+                info = s.save_as_new_version(note)
+        except MedsegError as err:
+            _notify.report(err)
+            return None
+        _notify.info(f"saved {s.case_id} version {info.number}")
+        self.store_changed.emit()
+        return info
+
+    def approve(self, comment: str = "") -> bool:
+        s = self._open_session()
+        if s is None:
+            return False
+        with _notify.reporting():
+            s.approve(comment)
+            _notify.info(f"{s.case_id} approved")
+            self.store_changed.emit()
+            return True
+        return False
+
+    def needs_work(self, comment: str) -> bool:
+        s = self._open_session()
+        if s is None:
+            return False
+        with _notify.reporting():
+            status = s.needs_work(comment)
+            _notify.info(f"{s.case_id} sent back ({status})")
+            self.store_changed.emit()
+            return True
+        return False
+
+    def show_diff(self) -> LabelDiff | None:
+        """Compute and show the working labels versus the proposal."""
+        s = self._open_session()
+        if s is None:
+            return None
+        with _notify.reporting():
+            diff = s.diff()
+            _layers.show_diff(self.viewer, s, diff)
+            self.diff_changed.emit(diff)
+            return diff
+        return None
+
+
+def _progress_relay(target: Any) -> Any:
+    """A Qt object whose ``emit(done, total)`` may be called from any thread; ``target`` fires in the GUI thread."""
+    from qtpy.QtCore import QObject, Qt, Signal
+
+    class _Relay(QObject):
+        changed = Signal(int, int)
+
+        def emit(self, done: int, total: int) -> None:
+            self.changed.emit(int(done), int(total))
+
+    relay = _Relay()
+    relay.changed.connect(target.emit, Qt.QueuedConnection)
+    return relay
+
+
+def _napari_progress(description: str) -> Any:
+    from napari.utils import progress
+
+    return progress(total=0, desc=description)

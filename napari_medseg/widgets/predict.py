@@ -1,0 +1,150 @@
+"""Predict panel: run the model (pair, UNETR or BS-Net) on the open case in the background."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_medseg.widgets._controller import controller_for
+
+if TYPE_CHECKING:
+    import napari
+
+#: Network choices shown to the user -> ``net`` argument of the inference engine.
+NETWORKS = {"Pair (UNETR + BS-Net)": "pair", "UNETR": "unetr", "BS-Net": "bsnet"}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class PredictPanel(QWidget):
+    """Network, device and model folder; Run / Cancel with a progress bar.
+
+    The run happens in a napari worker thread (the viewer stays responsive); the proposal, the
+    uncertainty overlay and (optionally) per-network probabilities appear as layers when it ends.
+    """
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.ctrl = controller_for(viewer)
+
+        self.net_combo = QComboBox()
+        self.net_combo.addItems(list(NETWORKS))
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICES))
+        self.model_edit = QLineEdit()
+        self.model_edit.setToolTip("folder with pair.json + unetr/bsnet checkpoints")
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse)
+        self.probs_check = QCheckBox("add per-network probability layers")
+        self.run_btn = QPushButton("Run")
+        self.run_btn.clicked.connect(self.run)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.ctrl.cancel_prediction)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_edit)
+        model_row.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("Network", self.net_combo)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Model", model_row)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_btn)
+        buttons.addWidget(self.cancel_btn)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.probs_check)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status_label)
+
+        for combo in (self.net_combo, self.device_combo):
+            combo.currentIndexChanged.connect(self._sync_options)
+        self.probs_check.toggled.connect(self._sync_options)
+        self.ctrl.session_changed.connect(self._show_model)
+        self.ctrl.prediction_started.connect(self._started)
+        self.ctrl.prediction_progress.connect(self._progress)
+        self.ctrl.prediction_finished.connect(self._finished)
+        self._show_model()
+
+    def _show_model(self) -> None:
+        """A new session uses the model chosen here, or shows its own when none was chosen."""
+        from pathlib import Path
+
+        s = self.ctrl.session
+        if s is None:
+            return
+        chosen = self.model_edit.text().strip()
+        if not chosen:
+            self.model_edit.setText(str(s.model_dir))
+        elif Path(chosen) != s.model_dir:
+            s.model_dir, s.pair = Path(chosen), None
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder (pair.json)")
+        if folder:
+            self.model_edit.setText(folder)
+
+    def run(self):  # noqa: ANN201 - the napari worker, or None
+        """Start the model on the open case with the chosen network and device."""
+        s = self.ctrl.session
+        if s is not None and self.model_edit.text().strip():
+            from pathlib import Path
+
+            wanted = Path(self.model_edit.text().strip())
+            if wanted != s.model_dir:
+                s.model_dir, s.pair = wanted, None
+        self._sync_options()
+        return self.ctrl.run_prediction()
+
+    def _sync_options(self) -> None:
+        self.ctrl.predict_options.update(
+            net=NETWORKS[self.net_combo.currentText()],
+            device=self.device_combo.currentText(),
+            show_probabilities=self.probs_check.isChecked(),
+        )
+
+    def _started(self, case_id: str) -> None:
+        self.run_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.progress.setRange(0, 0)  # busy until the first progress report
+        self.status_label.setText(f"running on {case_id}…")
+
+    def _progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+
+    def _finished(self, prediction: object) -> None:
+        self.run_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+        self.progress.setRange(0, 1)
+        if prediction is None:
+            self.progress.setValue(0)
+            self.status_label.setText("stopped")
+            return
+        self.progress.setValue(1)
+        t = prediction.timings.get("total")
+        took = f" in {t:.1f} s" if t else ""
+        self.status_label.setText(
+            f"{prediction.net} on {prediction.device}{took}: uncertainty score {prediction.score:.3f}, "
+            f"{len(prediction.regions)} uncertain regions"
+        )

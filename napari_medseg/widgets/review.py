@@ -1,0 +1,106 @@
+"""Review panel: accept the proposal, save a version, approve or send back, see what changed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qtpy.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_medseg.widgets._controller import controller_for
+
+if TYPE_CHECKING:
+    import napari
+
+
+class ReviewPanel(QWidget):
+    """The end of the loop for one case: accept proposal → edit → save → approve / needs work."""
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.ctrl = controller_for(viewer)
+
+        self.case_label = QLabel("no case open")
+        accept_btn = QPushButton("Accept proposal as working label")
+        accept_btn.clicked.connect(self.ctrl.accept_proposal)
+        self.note_edit = QLineEdit()
+        self.note_edit.setPlaceholderText("note for this version (optional)")
+        save_btn = QPushButton("Save version")
+        save_btn.clicked.connect(self.save)
+        self.comment_edit = QLineEdit()
+        self.comment_edit.setPlaceholderText("review comment")
+        approve_btn = QPushButton("Approve")
+        approve_btn.clicked.connect(self.approve)
+        needs_work_btn = QPushButton("Needs work")
+        needs_work_btn.clicked.connect(self.needs_work)
+        diff_btn = QPushButton("Show changes vs proposal")
+        diff_btn.clicked.connect(self.ctrl.show_diff)
+        self.diff_label = QLabel("")
+        self.diff_label.setWordWrap(True)
+        self.history = QTextEdit()
+        self.history.setReadOnly(True)
+
+        save_row = QHBoxLayout()
+        save_row.addWidget(self.note_edit)
+        save_row.addWidget(save_btn)
+        verdict_row = QHBoxLayout()
+        verdict_row.addWidget(approve_btn)
+        verdict_row.addWidget(needs_work_btn)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.case_label)
+        layout.addWidget(accept_btn)
+        layout.addLayout(save_row)
+        layout.addWidget(self.comment_edit)
+        layout.addLayout(verdict_row)
+        layout.addWidget(diff_btn)
+        layout.addWidget(self.diff_label)
+        layout.addWidget(QLabel("Versions"))
+        layout.addWidget(self.history)
+
+        self.ctrl.case_opened.connect(lambda _c: self.refresh())
+        self.ctrl.store_changed.connect(self.refresh)
+        self.ctrl.session_changed.connect(self.refresh)
+        self.ctrl.diff_changed.connect(lambda d: self.diff_label.setText(d.summary()))
+        self.refresh()
+
+    def save(self):  # noqa: ANN201 - VersionInfo or None
+        info = self.ctrl.save(self.note_edit.text().strip())
+        if info is not None:
+            self.note_edit.clear()
+        return info
+
+    def approve(self) -> bool:
+        ok = self.ctrl.approve(self.comment_edit.text().strip())
+        if ok:
+            self.comment_edit.clear()
+        return ok
+
+    def needs_work(self) -> bool:
+        ok = self.ctrl.needs_work(self.comment_edit.text().strip())
+        if ok:
+            self.comment_edit.clear()
+        return ok
+
+    def refresh(self) -> None:
+        s = self.ctrl.session
+        if s is None or s.case_id is None:
+            self.case_label.setText("no case open")
+            self.history.clear()
+            self.diff_label.clear()
+            return
+        self.case_label.setText(f"{s.case_id} · {s.status()} · editing from version {s.base_version or '-'}")
+        lines = []
+        for v in reversed(s.versions()):
+            kind = "proposal" if v.is_proposal else "labels"
+            extra = f", Dice vs proposal {v.dice_vs_proposal:.3f}" if v.dice_vs_proposal is not None else ""
+            note = f" - {v.note}" if v.note else ""
+            lines.append(f"v{v.number} {kind} by {v.author} ({v.source}) {v.created_utc}{extra}{note}")
+        self.history.setPlainText("\n".join(lines))

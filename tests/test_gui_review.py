@@ -1,0 +1,285 @@
+"""The review loop in napari on real hippocampus cases: panels, worker thread, overlay, edits, saves.
+
+Runs in a real (Xvfb) window: ``python -m pytest tests/test_gui_review.py``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_medseg.io.napari_view import from_display  # noqa: E402
+from napari_medseg.review import ReviewSession  # noqa: E402
+from napari_medseg.widgets import _dialogs, _layers  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+HIPPO_LABELS = {0: "background", 1: "Anterior", 2: "Posterior"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A small random-init UNETR + BS-Net pair (real networks, untrained) saved like the default model."""
+    import torch
+
+    from napari_medseg.models.factory import build_network
+    from napari_medseg.models.pair import ModelPair
+
+    torch.manual_seed(0)
+    nets = {
+        "unetr": build_network(
+            "unetr", {"img_size": (32, 32, 32), "feature_size": 8, "hidden_size": 48, "mlp_dim": 96, "num_heads": 2}
+        ),
+        "bsnet": build_network("bsnet", {"filters": (8, 16, 32, 64), "boundary_filters": (4, 8, 16)}),
+    }
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    ModelPair.from_nets(nets, model_id="tiny-random", patch_size=(32, 32, 32)).save(out)
+    return out
+
+
+@pytest.fixture
+def store_dir(tmp_path, hippo_cases):
+    from napari_medseg.store import CaseStore
+
+    root = tmp_path / "store"
+    with CaseStore.init(root, name="hippo", labels=HIPPO_LABELS) as s:
+        for image, label in hippo_cases[:3]:
+            s.import_case(image, label)
+    return root
+
+
+@pytest.fixture
+def notifications(monkeypatch):
+    """Messages shown as napari notifications during the test."""
+    from napari.utils import notifications as nmod
+
+    seen: list[str] = []
+    monkeypatch.setattr(nmod, "show_error", lambda msg: seen.append(f"error: {msg}"))
+    monkeypatch.setattr(nmod, "show_info", lambda msg: seen.append(f"info: {msg}"))
+    return seen
+
+
+@pytest.fixture
+def app(make_napari_viewer, store_dir, tiny_model, notifications):
+    """A viewer with all review panels docked and the store open (user alice, tiny model)."""
+    from napari_medseg.widgets.cases import CasesPanel
+    from napari_medseg.widgets.help import HelpPanel
+    from napari_medseg.widgets.predict import PredictPanel
+    from napari_medseg.widgets.review import ReviewPanel
+    from napari_medseg.widgets.uncertainty import UncertaintyPanel
+
+    viewer = make_napari_viewer(show=True)
+    panels = {
+        "cases": CasesPanel(viewer),
+        "predict": PredictPanel(viewer),
+        "uncertainty": UncertaintyPanel(viewer),
+        "review": ReviewPanel(viewer),
+        "help": HelpPanel(viewer),
+    }
+    for name, panel in panels.items():
+        viewer.window.add_dock_widget(panel, name=name, area="right")
+    panels["cases"].user_edit.setText("alice")
+    assert panels["cases"].open_store(str(store_dir))
+    panels["predict"].model_edit.setText(str(tiny_model))
+    panels["predict"].device_combo.setCurrentText("cpu")
+
+    class App:
+        pass
+
+    a = App()
+    a.viewer, a.panels, a.ctrl, a.notes = viewer, panels, panels["cases"].ctrl, notifications
+    yield a
+    if a.ctrl.session is not None and a.ctrl.session.case_id is not None:
+        a.ctrl.session.close_case(discard=True)
+
+
+def _predict(app, qtbot, timeout=60_000):
+    with qtbot.waitSignal(app.ctrl.prediction_finished, timeout=timeout) as blocker:
+        assert app.panels["predict"].run() is not None
+    assert blocker.args[0] is not None, app.notes
+    qtbot.waitUntil(lambda: not app.ctrl.running, timeout=5000)
+    return blocker.args[0]
+
+
+def test_full_review_loop_on_real_cases(app, qtbot):
+    viewer, ctrl, panels = app.viewer, app.ctrl, app.panels
+    store = ctrl.session.store
+    assert panels["cases"].table.rowCount() == 3
+    case = panels["cases"].case_ids()[0]
+    assert panels["cases"].open_row(0)
+    assert store.case(case).lock_owner == "alice"
+    image = viewer.layers[_layers.IMAGE]
+    labels = viewer.layers[_layers.LABELS]
+    assert image.data.shape == ctrl.session.image.shape[::-1]  # display order (K, J, I)
+    np.testing.assert_allclose(image.scale, labels.scale)
+    assert np.shares_memory(labels.data, ctrl.session.labels)  # painting edits the session's labels
+
+    pred = _predict(app, qtbot)
+    overlay = viewer.layers[_layers.UNCERTAINTY]
+    assert overlay.blending == "additive" and overlay.colormap.name == "inferno"
+    assert _layers.PROPOSAL in viewer.layers
+    assert store.case(case).uncertainty == pytest.approx(pred.score)
+    assert panels["uncertainty"].region_list.count() == len(pred.regions) > 0
+
+    before = tuple(viewer.dims.point)
+    region = pred.regions[min(1, len(pred.regions) - 1)]
+    panels["uncertainty"].region_list.setCurrentRow(min(1, len(pred.regions) - 1))
+    expected = np.asarray(region.centroid_voxel)[::-1] * np.asarray(image.scale) + np.asarray(image.translate)
+    np.testing.assert_allclose(viewer.dims.point, expected, atol=1.0)
+    assert tuple(viewer.dims.point) != before
+    ctrl.step_region(1)
+    assert panels["uncertainty"].region_list.currentRow() == ctrl.region_index
+
+    # accept the proposal, then paint an edit with napari's undo-aware API
+    assert ctrl.accept_proposal()
+    np.testing.assert_array_equal(ctrl.session.labels, ctrl.session.proposal)
+    k, j, i = (int(round(v)) for v in np.asarray(region.centroid_voxel)[::-1])
+    labels.brush_size = 3
+    target = 2 if ctrl.session.labels[i, j, k] != 2 else 1
+    labels.paint((k, j, i), target, refresh=True)
+    assert ctrl.session.labels[i, j, k] == target and ctrl.session.has_unsaved_changes
+    labels.undo()
+    np.testing.assert_array_equal(ctrl.session.labels, ctrl.session.proposal)
+    labels.paint((k, j, i), target, refresh=True)
+
+    diff = ctrl.show_diff()
+    assert diff.changed > 0 and diff.dice < 1.0
+    assert _layers.DIFF in viewer.layers and panels["review"].diff_label.text().startswith(f"{diff.changed} voxels")
+    diff_layer = viewer.layers[_layers.DIFF]
+    assert int((from_display(diff_layer.data) > 0).sum()) == diff.changed
+
+    panels["review"].note_edit.setText("fixed the region")
+    info = panels["review"].save()
+    assert info is not None
+    latest = store.latest_version(case)
+    assert latest.author == "alice" and latest.source == "human" and latest.note.startswith("fixed the region")
+    assert latest.changed_vs_proposal == diff.changed and latest.dice_vs_proposal == pytest.approx(diff.dice)
+    assert latest.parent == store.proposal(case).number
+    assert panels["review"].approve()
+    assert store.case(case).status == "approved"
+    assert (store.root / "labelsTr" / f"{case}.nii.gz").is_file()
+    assert any("approved" in n for n in app.notes)
+
+
+def test_viewer_keeps_ticking_while_the_model_runs(app, qtbot):
+    """A 20 ms QTimer keeps firing (gaps <= 100 ms) during a prediction lasting over a second."""
+    from qtpy.QtCore import QTimer
+
+    from napari_medseg.inference.engine import predict_volume
+
+    def slow_predictor(*args, progress=None, **kwargs):
+        def slow_progress(done, total):
+            time.sleep(0.15)  # stands in for a bigger network: the worker thread is busy
+            if progress is not None:
+                progress(done, total)
+
+        return predict_volume(*args, progress=slow_progress, **kwargs)
+
+    s = app.ctrl.session
+    app.ctrl.set_session(ReviewSession(s.store, user="alice", model_dir=s.model_dir, predictor=slow_predictor))
+    case = app.ctrl.session.queue_ids()[0]
+    assert app.ctrl.open_case(case)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(20)
+    t0 = time.perf_counter()
+    _predict(app, qtbot)
+    duration = time.perf_counter() - t0
+    timer.stop()
+    assert duration > 1.0
+    gaps = np.diff(ticks)
+    assert len(ticks) > duration / 0.1
+    assert gaps.max() <= 0.100, f"longest gap between ticks {gaps.max() * 1000:.0f} ms"
+
+
+def test_cancel_stops_the_run_and_says_so(app, qtbot):
+    from napari_medseg.inference.engine import predict_volume
+
+    def slow_predictor(*args, progress=None, **kwargs):
+        def slow_progress(done, total):
+            time.sleep(0.2)
+            progress(done, total)
+
+        return predict_volume(*args, progress=slow_progress, **kwargs)
+
+    s = app.ctrl.session
+    app.ctrl.set_session(ReviewSession(s.store, user="alice", model_dir=s.model_dir, predictor=slow_predictor))
+    assert app.ctrl.open_case(app.ctrl.session.queue_ids()[0])
+    with qtbot.waitSignal(app.ctrl.prediction_finished, timeout=60_000) as blocker:
+        app.panels["predict"].run()
+        qtbot.waitUntil(lambda: app.panels["predict"].progress.value() >= 1, timeout=30_000)
+        app.panels["predict"].cancel_btn.click()
+    assert blocker.args[0] is None
+    assert _layers.UNCERTAINTY not in app.viewer.layers
+    assert any("cancel" in n for n in app.notes)
+    qtbot.waitUntil(lambda: not app.ctrl.running, timeout=5000)
+    assert app.panels["predict"].run_btn.isEnabled()
+
+
+def test_unsaved_edits_are_not_dropped_when_switching_case(app, monkeypatch):
+    ctrl = app.ctrl
+    first, second = app.panels["cases"].case_ids()[:2]
+    assert ctrl.open_case(first)
+    layer = app.viewer.layers[_layers.LABELS]
+    layer.paint((3, 20, 15), 2, refresh=True)
+    assert ctrl.session.has_unsaved_changes
+    asked = []
+    monkeypatch.setattr(_dialogs, "ask_unsaved", lambda case: asked.append(case) or "cancel")
+    assert not app.panels["cases"].step(1)
+    assert asked == [first] and ctrl.session.case_id == first and ctrl.session.has_unsaved_changes
+    monkeypatch.setattr(_dialogs, "ask_unsaved", lambda case: "save")
+    assert ctrl.open_case(second)
+    assert ctrl.session.store.latest_version(first).author == "alice"
+    assert ctrl.session.case_id == second
+
+
+def test_stale_save_says_who_and_offers_a_new_version(app, monkeypatch):
+    ctrl = app.ctrl
+    case = app.panels["cases"].case_ids()[0]
+    assert ctrl.open_case(case)
+    app.viewer.layers[_layers.LABELS].paint((3, 20, 15), 1, refresh=True)
+    store = ctrl.session.store
+    store.lock(case, "bob", force=True)
+    store.save_version(case, store.load_label(case).array, author="bob", parent=1)
+    store.unlock(case, "bob")
+    questions = []
+    monkeypatch.setattr(_dialogs, "ask_save_as_new", lambda msg: questions.append(msg) or False)
+    assert app.panels["review"].save() is None
+    assert "bob" in questions[0] and store.latest_version(case).author == "bob"
+    assert any("bob" in n for n in app.notes)
+    monkeypatch.setattr(_dialogs, "ask_save_as_new", lambda msg: True)
+    info = app.panels["review"].save()
+    assert info.number == 3 and info.parent == 2 and info.author == "alice"
+
+
+def test_locked_case_shows_a_notification_with_what_to_do(app, monkeypatch):
+    case = app.panels["cases"].case_ids()[0]
+    app.ctrl.session.store.lock(case, "bob")
+    monkeypatch.setattr(_dialogs, "ask_break_lock", lambda msg: False)
+    assert not app.ctrl.open_case(case)
+    assert any(n.startswith("error:") and "bob" in n and "release" in n for n in app.notes)
+    assert app.panels["cases"].table.item(0, 5).text() == "bob"
+
+
+def test_shortcuts_drive_the_loop(app, qtbot):
+    from napari_medseg.widgets.shortcuts import SHORTCUTS, shortcuts_markdown
+
+    keymap = {str(k).lower() for k in app.viewer.keymap}
+    for s in SHORTCUTS:
+        assert any(s.key.lower().replace("-", "") in k.replace("-", "").replace("+", "") for k in keymap), s.key
+    assert app.panels["help"].table.rowCount() == len(SHORTCUTS)
+    assert "Alt-N" in shortcuts_markdown()
+    first, second = app.ctrl.session.queue_ids()[:2]
+    by_key = {s.key: s for s in SHORTCUTS}
+    by_key["Alt-N"].action(app.ctrl)
+    assert app.ctrl.session.case_id == first
+    by_key["Alt-N"].action(app.ctrl)
+    assert app.ctrl.session.case_id == second
+    by_key["Alt-B"].action(app.ctrl)
+    assert app.ctrl.session.case_id == first
