@@ -69,19 +69,22 @@ def test_report_summary_table_and_csv(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
+    import torch
+
     from napari_medseg.models.factory import build_network
     from napari_medseg.models.pair import ModelPair
-
-    import torch
 
     torch.manual_seed(0)
     nets = {
         "unetr": build_network(
-            "unetr", {"img_size": (48, 64, 48), "feature_size": 4, "hidden_size": 32, "mlp_dim": 64, "num_heads": 2}
+            "unetr",
+            {"img_size": (48, 64, 48), "feature_size": 4, "hidden_size": 32, "mlp_dim": 64, "num_heads": 2},
         ),
         "bsnet": build_network("bsnet", {"filters": (4, 8, 16)}),
     }
-    pair = ModelPair.from_nets(nets, "tiny-test", training={"split": {"train": [], "val": ["hippocampus_003"]}})
+    pair = ModelPair.from_nets(
+        nets, "tiny-test", training={"split": {"train": [], "val": ["hippocampus_003"]}}
+    )
     return pair.save(tmp_path_factory.mktemp("model"))
 
 
@@ -95,7 +98,19 @@ def test_evaluate_command_scores_the_recorded_validation_cases(tmp_path, tiny_mo
         shutil.copy(image, data / "imagesTr" / image.name)
         shutil.copy(label, data / "labelsTr" / label.name)
     out = tmp_path / "eval.csv"
-    rc = main(["evaluate", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out), "--device", "cpu"])
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "validation cases recorded" in printed and "mean ± sd (n=1)" in printed
@@ -103,6 +118,10 @@ def test_evaluate_command_scores_the_recorded_validation_cases(tmp_path, tiny_mo
     assert [r["case"] for r in rows[:-2]] == ["hippocampus_003"]
     assert 0.0 <= float(rows[0]["dice_1"]) <= 1.0
 
-    rc = main(["evaluate", "--model", str(tiny_model_dir), "--data", str(data), "--split", "all", "--no-hd95"])
+    rc = main(
+        ["evaluate", "--model", str(tiny_model_dir), "--data", str(data), "--split", "all", "--no-hd95"]
+    )
     assert rc == 0 and "mean ± sd (n=2)" in capsys.readouterr().out
-    assert json.loads((tiny_model_dir / "pair.json").read_text())["training"]["split"]["val"] == ["hippocampus_003"]
+    assert json.loads((tiny_model_dir / "pair.json").read_text())["training"]["split"]["val"] == [
+        "hippocampus_003"
+    ]

@@ -49,7 +49,9 @@ def hippo_volume(hippo_cases) -> Volume:
 
 def test_blending_matches_monai_sliding_window_inference(hippo_volume):
     net = tiny_net(0)
-    x = torch.from_numpy((hippo_volume.array - hippo_volume.array.mean()) / hippo_volume.array.std())[None, None]
+    x = torch.from_numpy((hippo_volume.array - hippo_volume.array.mean()) / hippo_volume.array.std())[
+        None, None
+    ]
     roi = (24, 24, 24)
     ours, _ = sliding_window_probs(x, [net], roi, overlap=0.5, device="cpu", sw_batch_size=3)
     with torch.inference_mode():
@@ -83,7 +85,14 @@ def test_volume_smaller_than_roi_is_padded_and_cropped_back():
 
 def test_progress_reports_every_batch(hippo_volume):
     seen = []
-    predict_volume(hippo_volume, tiny_net(4), roi=(16, 16, 16), overlap=0.0, sw_batch_size=4, progress=lambda d, t: seen.append((d, t)))
+    predict_volume(
+        hippo_volume,
+        tiny_net(4),
+        roi=(16, 16, 16),
+        overlap=0.0,
+        sw_batch_size=4,
+        progress=lambda d, t: seen.append((d, t)),
+    )
     total = seen[-1][1]
     assert total == 3 * 4 * 3  # ceil(35/16), ceil(51/16), ceil(35/16) windows
     assert [d for d, _ in seen] == list(range(4, total + 1, 4))

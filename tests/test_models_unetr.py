@@ -13,6 +13,7 @@ from napari_medseg.models.preprocessing import normalize_intensity
 from napari_medseg.models.unetr import UNETR_DEFAULTS, build_unetr
 from napari_medseg.training.losses import seg_loss
 
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """The test machine's cores are shared: one intra-op thread avoids oversubscription stalls."""
@@ -52,10 +53,10 @@ def test_default_config_covers_every_hippocampus_case():
 
 def test_odd_real_crop_padded_to_multiples_of_16_gives_logits_of_same_shape(hippo_cases):
     x, _ = real_batch(hippo_cases, 1, (13, 27, 11))
-    padded = DivisiblePad(k=16)(x[0])[None]
+    padded = DivisiblePad(k=16)(x[0]).as_tensor()[None]
     net = build_unetr(**{**TINY, "img_size": tuple(padded.shape[2:])}).eval()
     with torch.no_grad():
-        logits = net(padded.as_tensor() if hasattr(padded, "as_tensor") else padded)
+        logits = net(padded)
     assert tuple(padded.shape[2:]) == (16, 32, 16)
     assert logits.shape == (1, 3, 16, 32, 16)
     assert torch.isfinite(logits).all()

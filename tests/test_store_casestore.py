@@ -198,3 +198,18 @@ def test_uncertainty_is_stored_per_case(store):
     assert store.case(case).uncertainty == pytest.approx(0.42)
     with pytest.raises(StoreError):
         store.set_uncertainty(case, float("nan"))
+
+
+def test_a_dicom_series_is_imported_as_nifti_on_its_own_grid(tmp_path, totalseg_dir):
+    s = CaseStore.init(tmp_path / "ct", labels={0: "background", 1: "organ"}, modality="CT")
+    case = s.import_case(totalseg_dir / "ct_dicom", case_id="ct_series")
+    stored = s.load_image(case)
+    original = load_volume(totalseg_dir / "ct_dicom")
+    assert s.image_path(case).name == "ct_series.nii.gz"
+    assert stored.shape == original.shape
+    np.testing.assert_allclose(stored.affine, original.affine, atol=1e-4)
+    labels = np.zeros(stored.shape, np.uint8)
+    labels[200:300, 200:300, 5:10] = 1
+    v = s.save_version(case, labels, author="alice")
+    np.testing.assert_allclose(s.load_label(case).affine, original.affine, atol=1e-4)
+    assert v.image_checksum == stored.checksum

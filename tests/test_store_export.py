@@ -123,3 +123,25 @@ def test_bad_label_list_on_init_is_explained(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["store", "init", str(tmp_path / "s"), "--labels", "background,1=Tumour"])
     assert "VALUE=NAME" in capsys.readouterr().err
+
+
+def test_cli_imports_single_files_with_their_labels_as_approved(tmp_path, hippo_cases):
+    root = tmp_path / "s"
+    assert main(["store", "init", str(root), "--labels", "0=background,1=Anterior,2=Posterior"]) == 0
+    (img1, lab1), (img2, lab2) = hippo_cases[:2]
+    args = [
+        "store",
+        "import",
+        str(root),
+        str(img1),
+        str(img2),
+        "--labels",
+        str(lab1),
+        str(lab2),
+        "--approved",
+    ]
+    assert main(args) == 0
+    store = CaseStore.open(root)
+    assert [c.status for c in store.cases()] == ["approved", "approved"]
+    assert len(load_decathlon_datalist(str(root / "dataset.json"), True, "training")) == 2
+    assert main(["store", "import", str(root), str(hippo_cases[2][0]), "--labels", str(lab1), str(lab2)]) == 2

@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     for case, image_path, label_path in tqdm(cases, desc="evaluate", unit="case", file=sys.stderr):
         volume = load_volume(image_path)
         truth = load_labels(label_path, reference=volume)
-        pred = predict_volume(volume, pair, net=args.net, device=args.device, overlap=args.overlap, keep_probs=False)
+        pred = predict_volume(
+            volume, pair, net=args.net, device=args.device, overlap=args.overlap, keep_probs=False
+        )
         metrics = case_metrics(pred.labels, truth.array, classes, volume.spacing, hd95=not args.no_hd95)
         metrics["uncertainty_score"] = pred.score
         report.add(case, metrics)

@@ -59,9 +59,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="folder for the output files")
     p.add_argument(
-        "--store", type=Path, default=None, metavar="DIR", help="case store: propose labels for cases without one"
+        "--store",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="case store: propose labels for cases without one",
     )
-    p.add_argument("--author", default="model", help="author name recorded for store proposals (default model)")
+    p.add_argument(
+        "--author", default="model", help="author name recorded for store proposals (default model)"
+    )
     p.set_defaults(func=run)
 
 

@@ -40,7 +40,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(name)
     if name == "mps":
         if not mps_available():
-            raise InputError("MPS was requested but is not available on this machine; use --device cpu or auto.")
+            raise InputError(
+                "MPS was requested but is not available on this machine; use --device cpu or auto."
+            )
         return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")

@@ -189,7 +189,9 @@ def sliding_window_probs(
                     warn(f"out of memory on {device.type}: retrying with {batch} window(s) per batch")
                     continue
                 if device.type != "cpu":
-                    warn(f"out of memory on {device.type} even with one window per batch: continuing on the CPU")
+                    warn(
+                        f"out of memory on {device.type} even with one window per batch: continuing on the CPU"
+                    )
                     to_device(torch.device("cpu"))
                     continue
                 raise InputError(

@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 
 import torch
-from scipy import ndimage
 import torch.nn.functional as F
+from scipy import ndimage
 
 #: Methods accepted by :func:`pair_uncertainty`.
 PAIR_METHODS = ("jsd", "tv", "jsd_entropy")
@@ -115,7 +115,9 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return _max_filter(mask.float()[None, None], radius)[0, 0] > 0
 
 
-def boundary_band(labels_a: torch.Tensor, labels_b: torch.Tensor | None = None, radius: int = 3) -> torch.Tensor:
+def boundary_band(
+    labels_a: torch.Tensor, labels_b: torch.Tensor | None = None, radius: int = 3
+) -> torch.Tensor:
     """Voxels within ``radius`` voxels (Chebyshev) of either label map's boundary, bool ``(I, J, K)``."""
     if labels_b is None:
         edge = boundary_mask(labels_a)
@@ -160,7 +162,9 @@ def pair_uncertainty(
     return unc, band
 
 
-def single_uncertainty(p: torch.Tensor, radius: int = DEFAULT_BAND_RADIUS) -> tuple[torch.Tensor, torch.Tensor]:
+def single_uncertainty(
+    p: torch.Tensor, radius: int = DEFAULT_BAND_RADIUS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Single-net baseline: normalised softmax entropy ``(I, J, K)`` and that net's boundary band.
 
     The entropy is not restricted to the band (a single net's entropy already peaks at its boundaries).

@@ -18,6 +18,12 @@ from napari_medseg.errors import StoreError
 TMP_PREFIX = ".tmp-"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def fsync_dir(folder: Path) -> None:
     """Make a rename inside ``folder`` durable (no-op where directories cannot be opened)."""
     try:
@@ -46,6 +52,7 @@ def atomic_path(dest: str | os.PathLike, exclusive: bool = False) -> Iterator[Pa
     fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -70,7 +77,9 @@ def atomic_write_bytes(dest: str | os.PathLike, data: bytes, exclusive: bool = F
         tmp.write_bytes(data)
 
 
-def atomic_write_with(dest: str | os.PathLike, writer: Callable[[Path], None], exclusive: bool = False) -> None:
+def atomic_write_with(
+    dest: str | os.PathLike, writer: Callable[[Path], None], exclusive: bool = False
+) -> None:
     """Call ``writer(tmp_path)`` and move the result onto ``dest`` atomically."""
     with atomic_path(dest, exclusive=exclusive) as tmp:
         writer(tmp)

@@ -43,6 +43,9 @@ class RegistryEntry:
         trained_on: ``"<case>:<version>"`` label versions used for training.
         status: ``candidate`` | ``promoted`` | ``rejected`` | ``retired``.
         reason: why the last promotion decision went the way it did.
+        validation: how ``metrics`` were measured: validation ``"<case>:<version>"`` list, the
+            compared model and its scores on the same cases (``{"cases", "baseline_model",
+            "baseline_metrics"}``); empty for models registered by hand.
     """
 
     model_id: str
@@ -52,6 +55,7 @@ class RegistryEntry:
     trained_on: list[str] = field(default_factory=list)
     status: str = "candidate"
     reason: str = ""
+    validation: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelRegistry:
@@ -108,8 +112,12 @@ class ModelRegistry:
         metrics: dict[str, float],
         trained_on: list[str] | None = None,
         parent: str | None = None,
+        validation: dict[str, Any] | None = None,
     ) -> RegistryEntry:
-        """Copy a trained ModelPair folder into the registry as a candidate."""
+        """Copy a trained ModelPair folder into the registry as a candidate.
+
+        ``validation`` records how ``metrics`` were measured (see :class:`RegistryEntry`).
+        """
         src = Path(model_dir)
         card_path = src / "pair.json"
         if not card_path.is_file():
@@ -118,7 +126,9 @@ class ModelRegistry:
         dest = self.model_dir(model_id)
         data = self._read()
         if model_id in data["models"] or dest.exists():
-            raise StoreError(f"model {model_id!r} is already registered; registered models are never replaced")
+            raise StoreError(
+                f"model {model_id!r} is already registered; registered models are never replaced"
+            )
         tmp = self.root / f"{TMP_PREFIX}{model_id}"
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -131,20 +141,28 @@ class ModelRegistry:
             parent=parent,
             metrics={k: float(v) for k, v in metrics.items()},
             trained_on=list(trained_on or []),
+            validation=dict(validation or {}),
         )
         data["models"][model_id] = asdict(entry)
         data["events"].append({"time": utc_now(), "event": "registered", "model": model_id})
         self._write(data)
         return entry
 
-    def consider(self, model_id: str, current_metrics: dict[str, float] | None, rule: PromotionRule) -> Decision:
+    def consider(
+        self, model_id: str, current_metrics: dict[str, float] | None, rule: PromotionRule
+    ) -> Decision:
         """Promote ``model_id`` if ``rule`` says it is not worse than the current model, else reject it.
 
         ``current_metrics`` are the current model's scores on the same validation cases.
         """
         candidate = self.entry(model_id)
         decision = decide(candidate.metrics, current_metrics, rule)
-        self._set(model_id, "promoted" if decision.promote else "rejected", decision.reason, make_current=decision.promote)
+        self._set(
+            model_id,
+            "promoted" if decision.promote else "rejected",
+            decision.reason,
+            make_current=decision.promote,
+        )
         return decision
 
     def promote(self, model_id: str, reason: str = "promoted by hand") -> None:

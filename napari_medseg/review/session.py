@@ -252,37 +252,50 @@ class ReviewSession:
             from napari_medseg.inference.engine import predict_volume as predictor
         return predictor(image, pair, net=net, device=device, progress=progress, cancel=cancel)
 
-    def apply_prediction(self, prediction: Prediction, case_id: str | None = None, save: bool = True) -> None:
-        """Make ``prediction`` the open case's proposal; record its score and save it as a proposal version.
+    def save_proposal(self, prediction: Prediction, case_id: str) -> VersionInfo:
+        """Store ``prediction`` of ``case_id`` as a proposal version and record its uncertainty score.
+
+        Touches only the store (thread-safe), not the session: a worker thread may call it.
+        """
+        if prediction.uncertainty is not None and np.isfinite(prediction.score):
+            self.store.set_uncertainty(case_id, prediction.score)
+        return self.store.save_version(
+            case_id,
+            np.asarray(prediction.labels, dtype=np.uint8),
+            author=self.user,
+            source=prediction.source,
+            note=f"{prediction.net} prediction",
+            is_proposal=True,
+        )
+
+    def apply_prediction(
+        self,
+        prediction: Prediction,
+        case_id: str | None = None,
+        save: bool = True,
+        saved: VersionInfo | None = None,
+    ) -> None:
+        """Make ``prediction`` the open case's proposal (saved as a proposal version, see :meth:`save_proposal`).
 
         Args:
             case_id: the case the prediction was computed for (refused if another case is open now).
             save: store the proposal as a version (``is_proposal``) so later saves record how much the
                 reviewer changed it.
+            saved: the version :meth:`save_proposal` already wrote for it (then nothing is written here).
         """
         current = self._require_case()
         if case_id is not None and case_id != current:
             raise StoreError(f"the prediction was made for case {case_id}, but case {current} is open now")
         if tuple(prediction.labels.shape) != tuple(self.image.shape):
             raise StoreError(f"the prediction's shape {prediction.labels.shape} does not match case {current}")
+        if saved is None and save:
+            saved = self.save_proposal(prediction, current)
         self.prediction = prediction
         self.proposal = np.asarray(prediction.labels, dtype=np.uint8)
         self._full_uncertainty = None
-        if prediction.uncertainty is not None and np.isfinite(prediction.score):
-            self.store.set_uncertainty(current, prediction.score)
-        if save:
-            info = self.store.save_version(
-                current,
-                self.proposal,
-                author=self.user,
-                source=prediction.source,
-                note=f"{prediction.net} prediction",
-                is_proposal=True,
-            )
-            self.proposal_version = info.number
-            self._own_versions.add(info.number)
-        else:
-            self.proposal_version = None
+        self.proposal_version = saved.number if saved is not None else None
+        if saved is not None:
+            self._own_versions.add(saved.number)
 
     def run_prediction(
         self,

@@ -115,7 +115,7 @@ class CaseStore:
         conn.execute("COMMIT")
         conn.close()
         store = cls(root)
-        store._write_dataset_json()
+        store._refresh_dataset_json()
         return store
 
     @classmethod
@@ -256,7 +256,7 @@ class CaseStore:
         """
         case_id = self._import_one(image_path, label_path, case_id, author, approved)
         if approved:
-            self._write_dataset_json()
+            self._refresh_dataset_json()
         return case_id
 
     def import_many(
@@ -278,7 +278,7 @@ class CaseStore:
                 if progress is not None:
                     progress(i + 1, len(pairs))
         finally:
-            self._write_dataset_json()
+            self._refresh_dataset_json()
         return done
 
     def import_msd_folder(
@@ -354,7 +354,6 @@ class CaseStore:
                 )
                 if approved:
                     self._write_approved(conn, case_id, 1)
-        self._images[case_id] = image
         return case_id
 
     # ------------------------------------------------------------------ loading
@@ -642,6 +641,11 @@ class CaseStore:
             shutil.copyfile(src, tmp)
             _readable(tmp)
         conn.execute("UPDATE cases SET approved_version = ? WHERE case_id = ?", (number, case_id))
+
+    def _refresh_dataset_json(self) -> Path:
+        """Rewrite ``dataset.json`` under the write lock (so two processes never interleave)."""
+        with self._write() as conn:
+            return self._write_dataset_json(conn)
 
     def _write_dataset_json(self, conn: sqlite3.Connection | None = None) -> Path:
         conn = conn or self._conn

@@ -172,10 +172,16 @@ class ReviewController:
         self._cancel = CancelToken()
         self._relay = _progress_relay(self.prediction_progress)
         self._progress_bar = _napari_progress(f"Predicting {case_id} ({net})")
-        worker = create_worker(
-            s.predict, net=net, device=device, progress=self._relay.emit, cancel=self._cancel, _start_thread=False
-        )
-        worker.returned.connect(lambda pred: self._prediction_done(case_id, pred))
+        cancel, relay = self._cancel, self._relay
+
+        def predict_and_store() -> tuple:
+            """Worker thread: the model run and the store write, so the viewer never waits on either."""
+            prediction = s.predict(net=net, device=device, progress=relay.emit, cancel=cancel)
+            cancel.check()
+            return prediction, s.save_proposal(prediction, case_id)
+
+        worker = create_worker(predict_and_store, _start_thread=False)
+        worker.returned.connect(lambda result: self._prediction_done(case_id, *result))
         worker.errored.connect(self._prediction_failed)
         worker.finished.connect(self._prediction_cleanup)
         self.worker = worker
@@ -195,10 +201,10 @@ class ReviewController:
                 bar.total = total
             bar.update(done - bar.n)
 
-    def _prediction_done(self, case_id: str, prediction: Prediction) -> None:
+    def _prediction_done(self, case_id: str, prediction: Prediction, saved: VersionInfo) -> None:
         s = self.session
         try:
-            s.apply_prediction(prediction, case_id=case_id)
+            s.apply_prediction(prediction, case_id=case_id, saved=saved)
         except MedsegError as err:
             _notify.report(err)
             self.prediction_finished.emit(None)

@@ -1,0 +1,180 @@
+"""Inference timings: our engine (UNETR + BS-Net pair + boundary uncertainty) against MONAI's stock
+``sliding_window_inference`` with one UNETR of the same config, in one process, same volume/roi/overlap.
+
+Usage::
+
+    # real volumes (hippocampus case + 122x101x112 CT), trained default pair if present:
+    python bench/bench_inference.py [--model resources/models/default] [--threads 2] [--repeat 3]
+    # synthetic large-volume mode (meant for a GPU; runs on CPU at small scale):
+    python bench/bench_inference.py --size 512 512 256 --hidden 768 --feature 16 --classes 14 --roi 96 --sw-batch 16
+
+Rows per volume:
+  engine pair+unc   predict_volume(net="pair"): both nets on each window batch, blending, labels,
+                    JSD uncertainty in the boundary band, regions, score (what the viewer runs).
+  MONAI swi pair    MONAI sliding_window_inference with a predictor returning both nets' softmax
+                    concatenated (the same network work, no uncertainty): measures our window loop.
+  MONAI swi UNETR   stock: sliding_window_inference(unetr) + argmax, one network.
+Time = median wall seconds over --repeat runs after one warm-up. Peak memory = CUDA max allocated, or on
+the CPU the peak resident-set increase over the run (sampled every 2 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA max allocated, or sampled RSS increase on the CPU (bytes)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak = 0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+            return self
+        proc = psutil.Process()
+        self._base = proc.memory_info().rss
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.is_set():
+                self.peak = max(self.peak, proc.memory_info().rss - self._base)
+                time.sleep(0.002)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self._base
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def timed(fn, repeat: int, device: torch.device) -> tuple[float, int]:
+    """(median seconds, peak bytes) of ``fn()`` over ``repeat`` runs after one warm-up."""
+    fn()
+    times, peak = [], 0
+    for _ in range(repeat):
+        with PeakMemory(device) as mem:
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        peak = max(peak, mem.peak)
+    return statistics.median(times), peak
+
+
+def build_pair(args: argparse.Namespace):
+    """The pair to benchmark: a saved model dir, or random-init nets of the requested config."""
+    from napari_medseg.models.factory import build_network
+    from napari_medseg.models.pair import ModelPair
+
+    if args.size is None and args.model is not None and (args.model / "pair.json").exists():
+        return ModelPair.load(args.model), f"trained pair from {args.model}"
+    torch.manual_seed(0)
+    roi = tuple(args.roi) * (3 // len(args.roi)) if args.roi else (48, 64, 48)
+    unetr_cfg = {"img_size": roi, "out_channels": args.classes}
+    if args.hidden:
+        unetr_cfg.update(hidden_size=args.hidden, mlp_dim=4 * args.hidden, num_heads=12 if args.hidden % 12 == 0 else 4)
+    if args.feature:
+        unetr_cfg["feature_size"] = args.feature
+    nets = {"unetr": build_network("unetr", unetr_cfg), "bsnet": build_network("bsnet", {"out_channels": args.classes})}
+    classes = {i: f"class{i}" for i in range(args.classes)}
+    return ModelPair.from_nets(nets, "bench-random", classes=classes, patch_size=roi), "random-init pair " + str(unetr_cfg)
+
+
+def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.device) -> list[tuple]:
+    from monai.inferers import sliding_window_inference
+
+    from napari_medseg.inference.engine import predict_volume, window_grid
+
+    roi = pair.patch_size
+    unetr, bsnet = pair.nets["unetr"].eval().to(device), pair.nets["bsnet"].eval().to(device)
+    x = torch.from_numpy(pair.preprocess(volume.array))[None, None].to(device)
+    sw = args.sw_batch or 1
+    amp = device.type == "cuda"
+    n_windows = len(window_grid(volume.shape, roi, args.overlap)[2])
+
+    def engine() -> None:
+        predict_volume(volume, pair, device=device, overlap=args.overlap, sw_batch_size=args.sw_batch, keep_probs=False)
+
+    def both(p: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.softmax(unetr(p).float(), 1), torch.softmax(bsnet(p).float(), 1)], 1)
+
+    def monai_pair() -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            sliding_window_inference(x, roi, sw, both, overlap=args.overlap, mode="gaussian").argmax(1).cpu()
+
+    def monai_unetr() -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            sliding_window_inference(x, roi, sw, unetr, overlap=args.overlap, mode="gaussian").argmax(1).cpu()
+
+    rows = []
+    t_ref, m_ref = timed(monai_unetr, args.repeat, device)
+    for label, fn in (("engine pair+unc", engine), ("MONAI swi pair", monai_pair)):
+        t, m = timed(fn, args.repeat, device)
+        rows.append((name, label, n_windows, t, t / t_ref, m))
+    rows.append((name, "MONAI swi UNETR", n_windows, t_ref, 1.0, m_ref))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--model", type=Path, default=REPO / "resources" / "models" / "default")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--overlap", type=float, default=0.5)
+    parser.add_argument("--sw-batch", type=int, default=None, help="windows per batch (default: engine's choice)")
+    parser.add_argument("--size", type=int, nargs=3, default=None, help="synthetic volume I J K (GPU mode)")
+    parser.add_argument("--hidden", type=int, default=None, help="UNETR hidden size (synthetic mode)")
+    parser.add_argument("--feature", type=int, default=None, help="UNETR feature size (synthetic mode)")
+    parser.add_argument("--classes", type=int, default=3)
+    parser.add_argument("--roi", type=int, nargs="+", default=None, help="window size (1 or 3 ints, synthetic mode)")
+    args = parser.parse_args()
+
+    from napari_medseg.inference.device import resolve_device
+    from napari_medseg.io import load_volume
+    from napari_medseg.io.volume import Volume
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    pair, what = build_pair(args)
+    if args.size is not None:
+        rng = np.random.default_rng(0)
+        vols = [(f"synthetic {'x'.join(map(str, args.size))}", Volume(rng.normal(size=args.size).astype(np.float32), np.eye(4)))]
+    else:
+        vols = [
+            ("hippocampus_001", load_volume(args.data / "msd-hippocampus/imagesTr/hippocampus_001.nii.gz")),
+            ("CT 122x101x112", load_volume(args.data / "totalseg-examples/example_ct.nii.gz")),
+        ]
+    print(f"# {what}; roi {pair.patch_size}; overlap {args.overlap}; device {device}; torch threads {args.threads}")
+    print(f"{'volume':<24} {'method':<16} {'windows':>7} {'time s':>8} {'vs stock':>8} {'peak MiB':>9}")
+    for name, vol in vols:
+        for row in run_volume(name, vol, pair, args, device):
+            n, label, nw, t, ratio, mem = row
+            print(f"{n:<24} {label:<16} {nw:>7} {t:>8.3f} {ratio:>8.2f} {mem / 2**20:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()

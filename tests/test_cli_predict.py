@@ -1,0 +1,99 @@
+"""``napari-medseg predict``: files on the source grid, and proposals with provenance in a case store."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from napari_medseg.cli import main
+from napari_medseg.models.factory import build_network
+from napari_medseg.models.pair import ModelPair
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A random-init pair with the real architectures, small widths, saved like a trained one."""
+    torch.manual_seed(0)
+    nets = {
+        "unetr": build_network(
+            "unetr",
+            {"img_size": (48, 64, 48), "feature_size": 4, "hidden_size": 32, "mlp_dim": 64, "num_heads": 2},
+        ),
+        "bsnet": build_network("bsnet", {"filters": (4, 8, 16)}),
+    }
+    return ModelPair.from_nets(nets, "tiny-cli").save(tmp_path_factory.mktemp("model"))
+
+
+def test_predict_writes_labels_uncertainty_and_regions_on_the_source_grid(
+    tmp_path, tiny_model_dir, hippo_cases, capsys
+):
+    image = hippo_cases[0][0]
+    out = tmp_path / "out"
+    rc = main(["predict", str(image), "--model", str(tiny_model_dir), "--out", str(out), "--device", "cpu"])
+    assert rc == 0
+    case = image.name.removesuffix(".nii.gz")
+    src = nib.load(image)
+    for suffix in ("label", "uncertainty"):
+        img = nib.load(out / f"{case}_{suffix}.nii.gz")
+        assert img.shape == src.shape
+        np.testing.assert_allclose(img.affine, src.affine, atol=1e-5)
+    info = json.loads((out / f"{case}_regions.json").read_text())
+    assert info["model_id"] == "tiny-cli" and info["net"] == "pair" and info["method"] == "jsd"
+    scores = [r["score"] for r in info["regions"]]
+    assert scores == sorted(scores, reverse=True)
+    assert case in capsys.readouterr().out
+
+
+def test_predict_with_one_net_writes_entropy_uncertainty(tmp_path, tiny_model_dir, hippo_cases):
+    image = hippo_cases[1][0]
+    rc = main(
+        ["predict", str(image), "--model", str(tiny_model_dir), "--net", "bsnet", "--out", str(tmp_path)]
+    )
+    assert rc == 0
+    info = json.loads(next(tmp_path.glob("*_regions.json")).read_text())
+    assert info["net"] == "bsnet" and info["method"] == "entropy"
+
+
+def test_predict_without_model_or_output_is_a_clear_error(tmp_path, hippo_cases, capsys):
+    assert main(["predict", str(hippo_cases[0][0]), "--model", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "no model pair" in capsys.readouterr().err
+    assert main(["predict", "--model", str(tmp_path)]) == 2
+    assert main(["predict", str(hippo_cases[0][0]), "--model", str(tmp_path)]) == 2
+
+
+def test_predict_store_proposes_every_case_without_a_proposal(tmp_path, tiny_model_dir, hippo_cases):
+    from napari_medseg.store import CaseStore
+
+    store = CaseStore.init(tmp_path / "store", labels={0: "background", 1: "anterior", 2: "posterior"})
+    ids = [store.import_case(img) for img, _lab in hippo_cases[:2]]
+    store.import_case(hippo_cases[2][0], hippo_cases[2][1], approved=True)  # approved, no proposal yet
+    rc = main(
+        ["predict", "--store", str(tmp_path / "store"), "--model", str(tiny_model_dir), "--device", "cpu"]
+    )
+    assert rc == 0
+
+    store = CaseStore.open(tmp_path / "store")
+    pair = ModelPair.load(tiny_model_dir)
+    for case in ids:
+        versions = store.versions(case)
+        assert len(versions) == 1
+        v = versions[0]
+        assert v.is_proposal and v.author == "model"
+        assert v.source == f"model:tiny-cli@{pair.checkpoint_hash}"
+        info = store.case(case)
+        assert info.status == "proposed"
+        assert info.uncertainty is not None and info.uncertainty >= 0.0
+        label = store.load_label(case)
+        assert label.shape == store.load_image(case).shape
+    approved = store.case_ids()[2]
+    assert store.case(approved).status == "approved"  # a proposal does not reopen an approved case
+    assert store.proposal(approved) is not None
+
+    before = {c: len(store.versions(c)) for c in store.case_ids()}
+    assert main(["predict", "--store", str(tmp_path / "store"), "--model", str(tiny_model_dir)]) == 0
+    store = CaseStore.open(tmp_path / "store")
+    assert {c: len(store.versions(c)) for c in store.case_ids()} == before  # nothing left to propose
