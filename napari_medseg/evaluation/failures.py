@@ -97,7 +97,7 @@ class FailureReport:
     def to_evaluation_report(self) -> EvaluationReport:
         report = EvaluationReport(meta={"model_id": self.model_id, "checkpoint_hash": self.checkpoint_hash})
         for c in self.cases:
-            report.add(c.case_id, {"version": c.version, **c.metrics})
+            report.add(c.case_id, dict(c.metrics))
         return report
 
     def mean(self, key: str = "dice_mean") -> float:

@@ -92,7 +92,7 @@ class BSNet(nn.Module):
         ValueError: an argument out of range (message says which).
 
     Example:
-        >>> net = BSNet(out_channels=3, filters=(8, 16, 32), boundary_filters=(4, 8))
+        >>> net = BSNet(out_channels=3, filters=(8, 16, 32), boundary_filters=(4, 8), deep_supervision=1)
         >>> net(torch.zeros(1, 1, 16, 24, 16)).shape
         torch.Size([1, 3, 16, 24, 16])
     """

@@ -36,6 +36,8 @@ def utc_now() -> str:
 def code_version() -> str:
     """``git describe --always --dirty`` of the checkout holding the package, else the package version."""
     repo = Path(napari_medseg.__file__).resolve().parent.parent
+    if not (repo / ".git").exists():  # an installed package: do not describe an unrelated repository
+        return napari_medseg.__version__
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--tags"],

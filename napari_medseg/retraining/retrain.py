@@ -137,6 +137,57 @@ def evaluate_pair(
     return mean_metrics(report)
 
 
+@dataclass
+class Judgement:
+    """The promotion decision on a registered candidate and the scores it was based on."""
+
+    promote: bool
+    reason: str
+    candidate_metrics: dict[str, float]
+    current_metrics: dict[str, float]
+
+
+def judge_candidate(
+    registry: Any,
+    candidate_dir: Path,
+    current: ModelPair,
+    current_id: str | None,
+    val_items: list[dict[str, Any]],
+    trained_on: list[str],
+    rule: PromotionRule,
+    device: str = "auto",
+    cancel: CancelToken | None = None,
+    progress: EventFn | None = None,
+) -> Judgement:
+    """Score the candidate in ``candidate_dir`` and ``current`` on ``val_items``, register, apply ``rule``.
+
+    ``cancel`` is checked for the last time before the registry is written.
+    """
+    from napari_medseg.models.pair import ModelPair
+
+    emit = progress or (lambda event: None)
+    candidate = ModelPair.load(candidate_dir, device="cpu")
+    cand = evaluate_pair(candidate, val_items, device, cancel, emit, "candidate")
+    curr = evaluate_pair(current, val_items, device, cancel, emit, "current")
+    if cancel is not None:
+        cancel.check()  # last point where a cancel leaves the registry untouched
+    emit({"stage": "register", "model": candidate.model_id})
+    registry.register(
+        candidate_dir,
+        {k: v for k, v in cand.items() if math.isfinite(v)},
+        trained_on=trained_on,
+        parent=current_id or current.model_id,
+        validation={
+            "cases": RoundSplit.tags(val_items),
+            "net": "pair",
+            "baseline_model": current_id or current.model_id,
+            "baseline_metrics": {k: v for k, v in curr.items() if math.isfinite(v)},
+        },
+    )
+    decision = registry.consider(candidate.model_id, curr, rule)
+    return Judgement(decision.promote, decision.reason, cand, curr)
+
+
 def _history_csv(rows: list[dict[str, Any]]) -> bytes:
     fields: list[str] = []
     for row in rows:
@@ -308,25 +359,11 @@ def retrain(
         out_dir = candidate.save(work / "model")
         atomic_write_bytes(out_dir / "train_log.csv", _history_csv(outcome.history))
 
-        cand_metrics = evaluate_pair(candidate, split.val, device, cancel, emit, "candidate")
-        curr_metrics = evaluate_pair(start, split.val, device, cancel, emit, "current")
-        if cancel is not None:
-            cancel.check()  # last point where a cancel leaves the registry untouched
-        emit({"stage": "register", "model": model_id})
-        registry.register(
-            out_dir,
-            {k: v for k, v in cand_metrics.items() if math.isfinite(v)},
-            trained_on=trained_on,
-            parent=current_id or start.model_id,
-            validation={
-                "cases": validation,
-                "net": "pair",
-                "baseline_model": current_id or start.model_id,
-                "baseline_metrics": {k: v for k, v in curr_metrics.items() if math.isfinite(v)},
-            },
+        judged = judge_candidate(
+            registry, out_dir, start, current_id, split.val, trained_on, rule, device, cancel, emit
         )
-        decision = registry.consider(model_id, curr_metrics, rule)
-        result.promoted, result.reason = decision.promote, decision.reason
+        result.promoted, result.reason = judged.promote, judged.reason
+        cand_metrics, curr_metrics = judged.candidate_metrics, judged.current_metrics
         result.candidate_metrics, result.current_metrics = cand_metrics, curr_metrics
         result.current_model_dir = str(registry.current_model_dir())
         result.seconds = round(time.perf_counter() - t0, 2)

@@ -28,8 +28,14 @@ if TYPE_CHECKING:
 _CONTROLLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def unwrap(viewer: napari.Viewer) -> napari.Viewer:
+    """The viewer itself when npe2 handed a panel a ``PublicOnlyProxy`` of it (one controller per viewer)."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
 def controller_for(viewer: napari.Viewer) -> ReviewController:
     """The controller of ``viewer`` (created on first use; forgotten with the viewer)."""
+    viewer = unwrap(viewer)
     ctrl = _CONTROLLERS.get(viewer)
     if ctrl is None:
         from napari_medseg.widgets.shortcuts import install_shortcuts
@@ -180,10 +186,15 @@ class ReviewController:
             cancel.check()
             return prediction, s.save_proposal(prediction, case_id)
 
-        worker = create_worker(predict_and_store, _start_thread=False)
-        worker.returned.connect(lambda result: self._prediction_done(case_id, *result))
-        worker.errored.connect(self._prediction_failed)
-        worker.finished.connect(self._prediction_cleanup)
+        worker = create_worker(
+            predict_and_store,
+            _start_thread=False,
+            _connect={
+                "returned": lambda result: self._prediction_done(case_id, *result),
+                "errored": self._prediction_failed,  # handled here: not re-raised in the event loop
+                "finished": self._prediction_cleanup,
+            },
+        )
         self.worker = worker
         self.prediction_started.emit(case_id)
         worker.start()

@@ -73,12 +73,10 @@ def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
 
 
 def show_proposal(viewer: napari.Viewer, session: ReviewSession) -> None:
-    """(Re)show the proposal as an editable Labels layer under the working labels (a copy: edits to it
-    never change the stored proposal)."""
+    """(Re)show the proposal as an editable Labels layer (outlines) under the working labels; it holds a
+    copy, so edits to it never change the stored proposal until accepted."""
     _remove(viewer, PROPOSAL)
-    layer = viewer.add_labels(
-        to_display(session.proposal.copy()), name=PROPOSAL, opacity=0.5, visible=False, **_geometry(session)
-    )
+    layer = viewer.add_labels(to_display(session.proposal.copy()), name=PROPOSAL, opacity=0.9, **_geometry(session))
     layer.contour = 1
     _move_below(viewer, PROPOSAL, LABELS)
 

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg.widgets._controller import controller_for
+from napari_medseg.widgets._controller import controller_for, unwrap
 
 if TYPE_CHECKING:
     import napari
@@ -33,12 +33,12 @@ STATUS_FILTERS = ("all", "new", "proposed", "in_review", "corrected", "approved"
 class CasesPanel(QWidget):
     """Table of the store's cases (case, status, uncertainty, versions, last editor, lock owner)."""
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         from napari_medseg.review.session import default_user
 
-        self.viewer = viewer
-        self.ctrl = controller_for(viewer)
+        self.viewer = unwrap(napari_viewer)
+        self.ctrl = controller_for(self.viewer)
 
         self.store_edit = QLineEdit()
         self.store_edit.setPlaceholderText("case store folder")
@@ -62,6 +62,7 @@ class CasesPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setMinimumHeight(140)
         self.table.cellDoubleClicked.connect(lambda row, _col: self.open_row(row))
 
         open_btn = QPushButton("Open case")
@@ -127,7 +128,10 @@ class CasesPanel(QWidget):
     def open_row(self, row: int) -> bool:
         if row < 0 or row >= self.table.rowCount():
             return False
-        return self.ctrl.open_case(self.table.item(row, 0).text())
+        opened = self.ctrl.open_case(self.table.item(row, 0).text())
+        if not opened:
+            self.refresh()  # show why (e.g. who holds the lock)
+        return opened
 
     def step(self, step: int) -> bool:
         """Open the next/previous case in the table's order (sort and filter apply)."""

@@ -24,9 +24,9 @@ STEPS = (
 class HelpPanel(QWidget):
     """The loop's steps and the keyboard shortcuts (the canvas must have focus)."""
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
-        controller_for(viewer)  # binds the shortcuts on this viewer
+        controller_for(napari_viewer)  # binds the shortcuts on this viewer
         steps = QLabel("\n".join(STEPS))
         steps.setWordWrap(True)
         self.table = QTableWidget(len(SHORTCUTS), 2)

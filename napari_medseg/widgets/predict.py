@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg.widgets._controller import controller_for
+from napari_medseg.widgets._controller import controller_for, unwrap
 
 if TYPE_CHECKING:
     import napari
@@ -35,10 +35,10 @@ class PredictPanel(QWidget):
     uncertainty overlay and (optionally) per-network probabilities appear as layers when it ends.
     """
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
-        self.viewer = viewer
-        self.ctrl = controller_for(viewer)
+        self.viewer = unwrap(napari_viewer)
+        self.ctrl = controller_for(self.viewer)
 
         self.net_combo = QComboBox()
         self.net_combo.addItems(list(NETWORKS))

@@ -14,7 +14,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg.widgets._controller import controller_for
+from napari_medseg.widgets._controller import controller_for, unwrap
 
 if TYPE_CHECKING:
     import napari
@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 class ReviewPanel(QWidget):
     """The end of the loop for one case: accept proposal → edit → save → approve / needs work."""
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
-        self.viewer = viewer
-        self.ctrl = controller_for(viewer)
+        self.viewer = unwrap(napari_viewer)
+        self.ctrl = controller_for(self.viewer)
 
         self.case_label = QLabel("no case open")
         accept_btn = QPushButton("Accept proposal as working label")

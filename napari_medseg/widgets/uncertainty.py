@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medseg.widgets import _layers
-from napari_medseg.widgets._controller import controller_for
+from napari_medseg.widgets._controller import controller_for, unwrap
 
 if TYPE_CHECKING:
     import napari
@@ -37,10 +37,10 @@ class UncertaintyPanel(QWidget):
     0..1) are set here; "boundary band only" hides disagreement away from the predicted boundaries.
     """
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
-        self.viewer = viewer
-        self.ctrl = controller_for(viewer)
+        self.viewer = unwrap(napari_viewer)
+        self.ctrl = controller_for(self.viewer)
 
         self.region_list = QListWidget()
         self.region_list.currentRowChanged.connect(self._row_chosen)
