@@ -94,12 +94,19 @@ def build_pair(args: argparse.Namespace):
     roi = tuple(args.roi) * (3 // len(args.roi)) if args.roi else (48, 64, 48)
     unetr_cfg = {"img_size": roi, "out_channels": args.classes}
     if args.hidden:
-        unetr_cfg.update(hidden_size=args.hidden, mlp_dim=4 * args.hidden, num_heads=12 if args.hidden % 12 == 0 else 4)
+        unetr_cfg.update(
+            hidden_size=args.hidden, mlp_dim=4 * args.hidden, num_heads=12 if args.hidden % 12 == 0 else 4
+        )
     if args.feature:
         unetr_cfg["feature_size"] = args.feature
-    nets = {"unetr": build_network("unetr", unetr_cfg), "bsnet": build_network("bsnet", {"out_channels": args.classes})}
+    nets = {
+        "unetr": build_network("unetr", unetr_cfg),
+        "bsnet": build_network("bsnet", {"out_channels": args.classes}),
+    }
     classes = {i: f"class{i}" for i in range(args.classes)}
-    return ModelPair.from_nets(nets, "bench-random", classes=classes, patch_size=roi), "random-init pair " + str(unetr_cfg)
+    return ModelPair.from_nets(
+        nets, "bench-random", classes=classes, patch_size=roi
+    ), "random-init pair " + str(unetr_cfg)
 
 
 def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.device) -> list[tuple]:
@@ -115,7 +122,9 @@ def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.
     n_windows = len(window_grid(volume.shape, roi, args.overlap)[2])
 
     def engine() -> None:
-        predict_volume(volume, pair, device=device, overlap=args.overlap, sw_batch_size=args.sw_batch, keep_probs=False)
+        predict_volume(
+            volume, pair, device=device, overlap=args.overlap, sw_batch_size=args.sw_batch, keep_probs=False
+        )
 
     def both(p: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.softmax(unetr(p).float(), 1), torch.softmax(bsnet(p).float(), 1)], 1)
@@ -145,12 +154,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--overlap", type=float, default=0.5)
-    parser.add_argument("--sw-batch", type=int, default=None, help="windows per batch (default: engine's choice)")
+    parser.add_argument(
+        "--sw-batch", type=int, default=None, help="windows per batch (default: engine's choice)"
+    )
     parser.add_argument("--size", type=int, nargs=3, default=None, help="synthetic volume I J K (GPU mode)")
     parser.add_argument("--hidden", type=int, default=None, help="UNETR hidden size (synthetic mode)")
     parser.add_argument("--feature", type=int, default=None, help="UNETR feature size (synthetic mode)")
     parser.add_argument("--classes", type=int, default=3)
-    parser.add_argument("--roi", type=int, nargs="+", default=None, help="window size (1 or 3 ints, synthetic mode)")
+    parser.add_argument(
+        "--roi", type=int, nargs="+", default=None, help="window size (1 or 3 ints, synthetic mode)"
+    )
     args = parser.parse_args()
 
     from napari_medseg.inference.device import resolve_device
@@ -162,13 +175,20 @@ def main() -> None:
     pair, what = build_pair(args)
     if args.size is not None:
         rng = np.random.default_rng(0)
-        vols = [(f"synthetic {'x'.join(map(str, args.size))}", Volume(rng.normal(size=args.size).astype(np.float32), np.eye(4)))]
+        vols = [
+            (
+                f"synthetic {'x'.join(map(str, args.size))}",
+                Volume(rng.normal(size=args.size).astype(np.float32), np.eye(4)),
+            )
+        ]
     else:
         vols = [
             ("hippocampus_001", load_volume(args.data / "msd-hippocampus/imagesTr/hippocampus_001.nii.gz")),
             ("CT 122x101x112", load_volume(args.data / "totalseg-examples/example_ct.nii.gz")),
         ]
-    print(f"# {what}; roi {pair.patch_size}; overlap {args.overlap}; device {device}; torch threads {args.threads}")
+    print(
+        f"# {what}; roi {pair.patch_size}; overlap {args.overlap}; device {device}; torch threads {args.threads}"
+    )
     print(f"{'volume':<24} {'method':<16} {'windows':>7} {'time s':>8} {'vs stock':>8} {'peak MiB':>9}")
     for name, vol in vols:
         for row in run_volume(name, vol, pair, args, device):

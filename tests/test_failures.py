@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import make_tiny_pair_dir
+
 from napari_medseg.evaluation.failures import (
     FALSE_NEGATIVE,
     FALSE_POSITIVE,
@@ -85,3 +85,24 @@ def test_failure_report_scores_every_approved_case_and_writes_csv_and_png(tmp_pa
 def test_empty_report_still_draws_a_histogram(tmp_path):
     paths = write_report(FailureReport(model_id="none"), tmp_path)
     assert paths["png"].stat().st_size > 0
+
+
+def test_failures_command_prints_worst_first_table_and_writes_report(tmp_path, hippo_cases, capsys):
+    from napari_medseg.commands.failures import main
+    from napari_medseg.registry import ModelRegistry
+    from napari_medseg.store import CaseStore
+
+    root = tmp_path / "store"
+    store = CaseStore.init(root, name="hippo", labels={0: "background", 1: "anterior", 2: "posterior"})
+    for image, label in hippo_cases[:2]:
+        store.import_case(image, label, approved=True)
+    store.close()
+    ModelRegistry(root).register(make_tiny_pair_dir(tmp_path / "tiny", model_id="tiny-cli"), {})
+    ModelRegistry(root).promote("tiny-cli")  # no --model: the store's current model is used
+    code = main(["--store", str(root), "--report", str(tmp_path / "out"), "--device", "cpu", "--no-hd95"])
+    out = capsys.readouterr().out
+    assert code == 0 and "model tiny-cli" in out
+    rows = list(csv.DictReader((tmp_path / "out" / "failures.csv").open()))
+    assert float(rows[0]["dice_mean"]) <= float(rows[1]["dice_mean"]) and "hd95_mean" not in rows[0]
+    assert (tmp_path / "out" / "failures_hist.png").exists()
+    assert main(["--store", str(tmp_path)]) == 2  # not a store: one-line error, exit code 2

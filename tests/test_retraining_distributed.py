@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_tiny_pair_dir
+
 from napari_medseg.registry import ModelRegistry
 
 
@@ -41,5 +41,5 @@ def test_torchrun_two_process_retrain_fine_tunes_from_the_current_model(tmp_path
     assert result["status"] == "done" and result["promoted"] and result["current_model"] == "tiny-start"
     card = json.loads((registry.current_model_dir() / "pair.json").read_text())
     assert card["training"]["world_size"] == 2 and card["parent_model"] == "tiny-start"
-    assert sum(line.startswith("PROGRESS {\"stage\": \"train\"") for line in proc.stdout.splitlines()) == 1
+    assert sum(line.startswith('PROGRESS {"stage": "train"') for line in proc.stdout.splitlines()) == 1
     assert sys.executable  # the job ran with this interpreter's torchrun

@@ -20,18 +20,19 @@ TINY = {
 
 
 def _trainer(hippo_dir, tmp_path, **kw):
-    torch.set_num_threads(2)
     recs = cases_from_msd(hippo_dir)[:5]
     cfg = TrainConfig(**{**TINY, "patch": TINY["patch"], **kw})
-    return CoCorrectingTrainer(load_cases(recs[:4], cfg.patch), load_cases(recs[4:], cfg.patch), cfg, tmp_path)
+    return CoCorrectingTrainer(
+        load_cases(recs[:4], cfg.patch), load_cases(recs[4:], cfg.patch), cfg, tmp_path
+    )
 
 
 def test_a_few_pair_steps_lower_the_loss_of_both_networks(hippo_dir, tmp_path):
-    tr = _trainer(hippo_dir, tmp_path, batch_size=4, epochs=8)
+    tr = _trainer(hippo_dir, tmp_path, batch_size=2, epochs=8)
     tr.correction.admitted[:] = True
     batch = next(iter(tr.loader))
     first = tr.train_step(batch, epoch=1)
-    for _ in range(6):
+    for _ in range(5):
         last = tr.train_step(batch, epoch=1)
     assert last["loss_unetr"] < first["loss_unetr"]
     assert last["loss_bsnet"] < first["loss_bsnet"]
@@ -40,12 +41,12 @@ def test_a_few_pair_steps_lower_the_loss_of_both_networks(hippo_dir, tmp_path):
 
 
 def test_checkpoint_resumes_nets_labels_and_epoch(hippo_dir, tmp_path):
-    tr = _trainer(hippo_dir, tmp_path, batch_size=4, epochs=2)
+    tr = _trainer(hippo_dir, tmp_path, batch_size=2, epochs=2)
     tr.correction.admitted[:] = True
     tr.train_step(next(iter(tr.loader)), epoch=1)
     tr.epoch = 1
     tr.save_checkpoint()
-    again = _trainer(hippo_dir, tmp_path, batch_size=4, epochs=2)
+    again = _trainer(hippo_dir, tmp_path, batch_size=2, epochs=2)
     again.load_checkpoint(tmp_path)
     assert again.epoch == 1
     assert torch.equal(again.correction.logits, tr.correction.logits)

@@ -6,7 +6,13 @@ import numpy as np
 import torch
 
 from napari_medseg.training.curriculum import AgreementCurriculum, peer_dice
-from napari_medseg.training.data import CaseDataset, cases_from_msd, flat_canonical_index, load_cases, split_cases
+from napari_medseg.training.data import (
+    CaseDataset,
+    cases_from_msd,
+    flat_canonical_index,
+    load_cases,
+    split_cases,
+)
 
 
 def test_split_is_seeded_disjoint_and_complete(hippo_dir):

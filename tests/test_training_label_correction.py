@@ -13,11 +13,9 @@ from napari_medseg.training.label_correction import LabelCorrection, boundary_ba
 def _truth_and_planted(hippo_cases):
     truth = np.rint(np.asarray(nib.load(hippo_cases[0][1]).dataobj)).astype(np.int64)
     # plant a wrong label: background voxels right outside the anterior class flipped to anterior
-    near = (
-        np.logical_and(
-            np.asarray(np.pad(truth == 1, 1)[1:-1, 1:-1, 2:] | np.pad(truth == 1, 1)[1:-1, 1:-1, :-2]),
-            truth == 0,
-        )
+    near = np.logical_and(
+        np.asarray(np.pad(truth == 1, 1)[1:-1, 1:-1, 2:] | np.pad(truth == 1, 1)[1:-1, 1:-1, :-2]),
+        truth == 0,
     )
     block = np.zeros_like(near)
     idx = np.argwhere(near)

@@ -49,8 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--user", default=None, help="your name, recorded with saves (default: your login name)")
     p.add_argument("--no-predict", action="store_true", help="open the first case without running the model")
-    p.add_argument("--screenshot", type=Path, default=None, metavar="PNG", help="save a picture of the window")
-    p.add_argument("--quit", action="store_true", help="close napari once the case is shown (with --screenshot)")
+    p.add_argument(
+        "--screenshot", type=Path, default=None, metavar="PNG", help="save a picture of the window"
+    )
+    p.add_argument(
+        "--quit", action="store_true", help="close napari once the case is shown (with --screenshot)"
+    )
     p.set_defaults(func=run)
 
 
@@ -100,7 +104,12 @@ def run(args: argparse.Namespace) -> int:
     session = ReviewSession(store, user=args.user, model_dir=args.model)
     predict = not args.no_predict
     if predict:
-        session.load_model()  # a missing model fails here, before napari opens
+        from napari_medseg.errors import CheckpointError
+
+        try:
+            session.load_model()  # a missing model fails here, before napari opens
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}; give a model with --model DIR, or run with --no-predict") from None
         print("scoring cases with the model pair...")
         score_cases(session)
     queue = session.queue_ids()
@@ -130,7 +139,9 @@ def open_viewer(session, case_id: str, predict: bool, screenshot: Path | None, q
         ("Help", True),
     ):
         try:
-            docks[name], panels[name] = viewer.window.add_plugin_dock_widget("napari-medseg", name, tabify=tabify)
+            docks[name], panels[name] = viewer.window.add_plugin_dock_widget(
+                "napari-medseg", name, tabify=tabify
+            )
         except Exception as err:  # noqa: BLE001 - a missing optional panel must not stop the demo
             print(f"warning: panel {name} not available ({err})", file=sys.stderr)
     if "Uncertainty" in docks:
@@ -142,7 +153,7 @@ def open_viewer(session, case_id: str, predict: bool, screenshot: Path | None, q
     if not ctrl.open_case(case_id):
         viewer.close()
         return 1
-    print(f"opened {case_id} (most uncertain first)")
+    print(f"opened {case_id}" + (" (most uncertain first)" if predict else ""))
     status = {"code": 0}
 
     def finish(prediction: object = None) -> None:

@@ -94,6 +94,11 @@ class FailureReport:
     checkpoint_hash: str = ""
     classes: dict[int, str] = field(default_factory=dict)
 
+    @classmethod
+    def for_pair(cls, cases: list[CaseFailure], pair: ModelPair) -> FailureReport:
+        """A report on ``cases`` (kept in the given order) made by ``pair``."""
+        return cls(list(cases), pair.model_id, _hash(pair), dict(pair.classes))
+
     def to_evaluation_report(self) -> EvaluationReport:
         report = EvaluationReport(meta={"model_id": self.model_id, "checkpoint_hash": self.checkpoint_hash})
         for c in self.cases:
@@ -171,7 +176,7 @@ def score_cases(
         )
         if progress is not None:
             progress(i + 1, len(cases))
-    return FailureReport(rank_worst_first(out), pair.model_id, _hash(pair), classes)
+    return FailureReport.for_pair(rank_worst_first(out), pair)
 
 
 def _hash(pair: ModelPair) -> str:

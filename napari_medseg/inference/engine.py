@@ -90,6 +90,13 @@ def auto_batch_size(device: torch.device, bytes_per_window: int | None, n_window
     return max(1, min(MAX_AUTO_BATCH, n_windows, fit))
 
 
+def _accumulator_device(device: torch.device, nbytes: int) -> torch.device:
+    """Where to blend: on the compute device, unless that is CUDA and ``nbytes`` exceeds half its free memory."""
+    if device.type == "cuda" and nbytes > 0.5 * (free_memory_bytes(device) or 0):
+        return torch.device("cpu")
+    return device
+
+
 def sliding_window_probs(
     image: torch.Tensor,
     nets: Sequence[nn.Module],
@@ -167,16 +174,25 @@ def sliding_window_probs(
                 use_amp = amp and device.type == "cuda"
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     out = torch.cat([torch.softmax(net(patches).float(), 1) for net in nets], 1)
+                if probe:  # memory of one window's forward pass, before the accumulators exist
+                    per_window = max(torch.cuda.max_memory_allocated(device) - base, 1)
                 if acc is None:
                     if single:
                         acc = out[0]
                     else:
-                        acc = torch.zeros((out.shape[1], *padded), dtype=torch.float32, device=device)
-                        wsum = torch.zeros((1, *padded), dtype=torch.float32, device=device)
+                        acc_device = _accumulator_device(device, (out.shape[1] + 1) * math.prod(padded) * 4)
+                        if acc_device != device:
+                            warn(
+                                "the volume's probabilities do not fit in GPU memory: blending them on the CPU"
+                            )
+                        acc = torch.zeros((out.shape[1], *padded), dtype=torch.float32, device=acc_device)
+                        wsum = torch.zeros((1, *padded), dtype=torch.float32, device=acc_device)
                 if not single:
+                    out = out.to(acc.device)
+                    w = weight.to(acc.device)
                     for k, sl in enumerate(chunk):
-                        acc[(slice(None), *sl)] += out[k] * weight
-                        wsum[(slice(None), *sl)] += weight
+                        acc[(slice(None), *sl)].addcmul_(out[k], w)
+                        wsum[(slice(None), *sl)].add_(w)
                 del out, patches
             except Exception as err:  # noqa: BLE001 - only OOM is handled, anything else re-raised
                 if not _is_oom(err):
@@ -198,7 +214,6 @@ def sliding_window_probs(
                     "the volume is too large for the available memory; try a smaller crop or a machine with more RAM"
                 ) from err
             if probe:
-                per_window = max(torch.cuda.max_memory_allocated(device) - base, 1)
                 batch = auto_batch_size(device, per_window, n_windows)
                 probe = False
             done += len(chunk)

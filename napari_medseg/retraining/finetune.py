@@ -124,8 +124,11 @@ def run_epochs(
         trainer.epoch = epoch + 1
         train_s = time.perf_counter() - t0
         stop = False
+        # every rank validates the same cases: costs nothing in wall time (the others would wait at
+        # the broadcast below) and cannot hang if validation ever synchronises across ranks again
+        # (MONAI's DiceMetric.aggregate() all-gathers; rank-0-only validation with it hung torchrun)
+        metrics = trainer.validate() if trainer.val_cases else {}
         if info.is_main:
-            metrics = trainer.validate() if trainer.val_cases else {}
             losses = [v for k, v in stats.items() if k.startswith("loss_") and k != "loss_labels"]
             score = trainer.score(metrics)
             row = {

@@ -48,7 +48,9 @@ def label_diff(working: np.ndarray, proposal: np.ndarray) -> LabelDiff:
     working = np.asarray(working)
     proposal = np.asarray(proposal)
     if working.shape != proposal.shape:
-        raise GeometryError(f"working labels {working.shape} and proposal {proposal.shape} are not on one grid")
+        raise GeometryError(
+            f"working labels {working.shape} and proposal {proposal.shape} are not on one grid"
+        )
     changed = working != proposal
     added = changed & (working != 0)
     removed = changed & (working == 0)

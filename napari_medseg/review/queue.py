@@ -10,7 +10,9 @@ from napari_medseg.store.records import CaseInfo
 ORDERS = ("uncertainty", "case", "status")
 
 
-def queue_order(cases: Iterable[CaseInfo], order: str = "uncertainty", statuses: Sequence[str] | None = None) -> list[CaseInfo]:
+def queue_order(
+    cases: Iterable[CaseInfo], order: str = "uncertainty", statuses: Sequence[str] | None = None
+) -> list[CaseInfo]:
     """Cases sorted for review, optionally keeping only some statuses.
 
     Args:

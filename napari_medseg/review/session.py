@@ -130,7 +130,9 @@ class ReviewSession:
         """Case ids in review order (most uncertain first by default)."""
         return [c.case_id for c in self.cases(order, statuses)]
 
-    def next_case(self, step: int = 1, order: str = "uncertainty", statuses: Sequence[str] | None = None) -> str | None:
+    def next_case(
+        self, step: int = 1, order: str = "uncertainty", statuses: Sequence[str] | None = None
+    ) -> str | None:
         """Id of the case ``step`` places after the open one in the queue (``None`` past the end)."""
         return neighbour(self.queue_ids(order, statuses), self.case_id, step)
 
@@ -197,7 +199,9 @@ class ReviewSession:
         if self.case_id is None:
             return
         if self.has_unsaved_changes and not discard:
-            raise UnsavedChangesError(f"case {self.case_id} has unsaved edits: save a version first, or discard them")
+            raise UnsavedChangesError(
+                f"case {self.case_id} has unsaved edits: save a version first, or discard them"
+            )
         self._release(self.case_id)
         self._clear_case()
 
@@ -211,18 +215,25 @@ class ReviewSession:
         self._require_case()
         labels = np.asarray(labels)
         if labels.shape != self.labels.shape:
-            raise StoreError(f"labels of shape {labels.shape} do not fit case {self.case_id} {self.labels.shape}")
+            raise StoreError(
+                f"labels of shape {labels.shape} do not fit case {self.case_id} {self.labels.shape}"
+            )
         if labels is not self.labels and not np.shares_memory(labels, self.labels):
             self.labels[...] = labels
 
     # ------------------------------------------------------------------ prediction
+    def use_model(self, model_dir: str | Path) -> None:
+        """Predict with the model pair in ``model_dir`` from now on (loaded at the next prediction)."""
+        if Path(model_dir) != self.model_dir:
+            self.model_dir = Path(model_dir)
+            self.pair = None
+
     def load_model(self, model_dir: str | Path | None = None) -> ModelPair:
         """Load (and keep) the model pair in ``model_dir`` (default :attr:`model_dir`)."""
         from napari_medseg.models.pair import ModelPair
 
-        if model_dir is not None and Path(model_dir) != self.model_dir:
-            self.model_dir = Path(model_dir)
-            self.pair = None
+        if model_dir is not None:
+            self.use_model(model_dir)
         if self.pair is None:
             self.pair = ModelPair.load(self.model_dir, device="cpu")
         return self.pair
@@ -287,7 +298,9 @@ class ReviewSession:
         if case_id is not None and case_id != current:
             raise StoreError(f"the prediction was made for case {case_id}, but case {current} is open now")
         if tuple(prediction.labels.shape) != tuple(self.image.shape):
-            raise StoreError(f"the prediction's shape {prediction.labels.shape} does not match case {current}")
+            raise StoreError(
+                f"the prediction's shape {prediction.labels.shape} does not match case {current}"
+            )
         if saved is None and save:
             saved = self.save_proposal(prediction, current)
         self.prediction = prediction
@@ -357,7 +370,9 @@ class ReviewSession:
     def _newer_by_others(self) -> list[VersionInfo]:
         base = self.base_version or 0
         return [
-            v for v in self.store.versions(self.case_id) if v.number > base and v.number not in self._own_versions
+            v
+            for v in self.store.versions(self.case_id)
+            if v.number > base and v.number not in self._own_versions
         ]
 
     def save_version(self, note: str = "") -> VersionInfo:

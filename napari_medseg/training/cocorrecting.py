@@ -12,7 +12,7 @@ One training step on a batch ``x (B, 1, D, H, W)`` with given labels ``(B, D, H,
    ``Σ_net KL(p_net ‖ y_d) + α · CE(given, y_d)`` whose gradient only moves ``y_d``;
 5. AdamW on both nets (cosine LR), plain SGD on ``y_d``; per-case peer Dice feeds the curriculum.
 
-After each epoch: validation Dice per class (MONAI ``DiceMetric``) for ``unetr``, ``bsnet`` and the
+After each epoch: validation Dice per class (MONAI ``compute_dice``) for ``unetr``, ``bsnet`` and the
 pair (argmax of the mean probabilities, as inference proposes), a CSV row, a resumable checkpoint in
 ``<out>/checkpoint/`` and, when the pair mean Dice improved, the best ``ModelPair`` in ``<out>/``.
 
@@ -315,7 +315,10 @@ class CoCorrectingTrainer:
             self.label_optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
-        if self.correction is not None and self.correction.logits.grad is not None:
+        if self.correction is not None:
+            # every rank reduces (even with no corrected voxel this step), or the job deadlocks
+            if self.correction.logits.grad is None:
+                self.correction.logits.grad = torch.zeros_like(self.correction.logits)
             distributed.all_reduce_sum_(self.correction.logits.grad, self.dist)
             self.label_optimizer.step()
         self.scheduler.step()
@@ -367,15 +370,15 @@ class CoCorrectingTrainer:
         Each case is evaluated on its centred patch (the whole case when it fits the patch, as every
         hippocampus case fits (48, 64, 48)); predictions in the padding count as background.
         """
-        from monai.metrics import DiceMetric
+        from monai.metrics import compute_dice
 
         for net in self.nets.values():
             net.eval()
         K = self.cfg.num_classes
         keys = [*self.nets] + (["pair"] if len(self.nets) > 1 else [])
-        metrics = {
-            k: DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=False) for k in keys
-        }
+        # MONAI's functional Dice: DiceMetric.aggregate() would all_gather across DDP ranks, and only
+        # rank 0 validates
+        scores: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         ds = CaseDataset(self.val_cases, self.cfg.patch, augment=False)
         for i in range(len(ds)):
             item = ds[i]
@@ -392,10 +395,11 @@ class CoCorrectingTrainer:
             y = F.one_hot(label, K).permute(0, 4, 1, 2, 3)
             for k in keys:
                 pred = torch.where(inside, probs[k].argmax(1), torch.zeros_like(label))
-                metrics[k](F.one_hot(pred, K).permute(0, 4, 1, 2, 3), y)
+                onehot = F.one_hot(pred, K).permute(0, 4, 1, 2, 3)
+                scores[k].append(compute_dice(onehot, y, include_background=False, ignore_empty=False)[0])
         out: dict[str, float] = {}
         for k in keys:
-            per_class = metrics[k].aggregate().cpu().numpy()
+            per_class = torch.stack(scores[k]).nan_to_num(0.0).mean(0).cpu().numpy()
             for c, v in enumerate(per_class, start=1):
                 out[f"dice_{k}_{self.classes.get(c, c)}"] = float(v)
             out[f"dice_{k}_mean"] = float(per_class.mean())

@@ -93,7 +93,9 @@ class ReviewController:
         _layers.clear_case(self.viewer)
         self.session_changed.emit()
 
-    def open_store(self, root: str | Path, user: str | None = None, model_dir: str | Path | None = None) -> bool:
+    def open_store(
+        self, root: str | Path, user: str | None = None, model_dir: str | Path | None = None
+    ) -> bool:
         """Open the case store in ``root``; returns ``False`` (with a notification) when it cannot."""
         from napari_medseg.review.session import ReviewSession
 
@@ -104,6 +106,20 @@ class ReviewController:
             return False
         self.set_session(session)
         return True
+
+    def release(self) -> None:
+        """On closing: give the open case's lock back unless it has unsaved edits (then the lock stays,
+        so whoever opens the case next learns that this session did not finish)."""
+        s = self.session
+        if s is None or s.case_id is None:
+            return
+        self.cancel_prediction()
+        try:
+            _layers.pull_labels(self.viewer, s)
+        except RuntimeError:  # viewer already gone
+            pass
+        if not s.has_unsaved_changes:
+            s.close_case()
 
     # ------------------------------------------------------------------ cases
     def _leave_case(self) -> bool:

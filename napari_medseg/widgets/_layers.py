@@ -76,7 +76,9 @@ def show_proposal(viewer: napari.Viewer, session: ReviewSession) -> None:
     """(Re)show the proposal as an editable Labels layer (outlines) under the working labels; it holds a
     copy, so edits to it never change the stored proposal until accepted."""
     _remove(viewer, PROPOSAL)
-    layer = viewer.add_labels(to_display(session.proposal.copy()), name=PROPOSAL, opacity=0.9, **_geometry(session))
+    layer = viewer.add_labels(
+        to_display(session.proposal.copy()), name=PROPOSAL, opacity=0.9, **_geometry(session)
+    )
     layer.contour = 1
     _move_below(viewer, PROPOSAL, LABELS)
 
@@ -140,9 +142,16 @@ def show_diff(viewer: napari.Viewer, session: ReviewSession, diff: LabelDiff) ->
 
     _remove(viewer, DIFF)
     cmap = DirectLabelColormap(
-        color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), ADDED: (0.1, 0.9, 0.2, 1.0), REMOVED: (1.0, 0.15, 0.15, 1.0)}
+        color_dict={
+            None: (0, 0, 0, 0),
+            0: (0, 0, 0, 0),
+            ADDED: (0.1, 0.9, 0.2, 1.0),
+            REMOVED: (1.0, 0.15, 0.15, 1.0),
+        }
     )
-    layer = viewer.add_labels(to_display(diff.map), name=DIFF, colormap=cmap, opacity=0.9, **_geometry(session))
+    layer = viewer.add_labels(
+        to_display(diff.map), name=DIFF, colormap=cmap, opacity=0.9, **_geometry(session)
+    )
     layer.editable = False
     if LABELS in viewer.layers:
         viewer.layers.selection.active = viewer.layers[LABELS]

@@ -96,6 +96,7 @@ class CasesPanel(QWidget):
         layout.addLayout(row4)
         layout.addWidget(self.status_label)
 
+        self.destroyed.connect(self.ctrl.release)  # the viewer closes: give the case lock back
         self.ctrl.session_changed.connect(self.refresh)
         self.ctrl.case_opened.connect(lambda _case: self.refresh())
         self.ctrl.store_changed.connect(self.refresh)

@@ -46,6 +46,7 @@ class PredictPanel(QWidget):
         self.device_combo.addItems(list(DEVICES))
         self.model_edit = QLineEdit()
         self.model_edit.setToolTip("folder with pair.json + unetr/bsnet checkpoints")
+        self.model_edit.textChanged.connect(lambda _text: self._apply_model())
         browse = QPushButton("…")
         browse.clicked.connect(self._browse)
         self.probs_check = QCheckBox("add per-network probability layers")
@@ -88,16 +89,19 @@ class PredictPanel(QWidget):
 
     def _show_model(self) -> None:
         """A new session uses the model chosen here, or shows its own when none was chosen."""
-        from pathlib import Path
-
         s = self.ctrl.session
         if s is None:
             return
-        chosen = self.model_edit.text().strip()
-        if not chosen:
+        if self.model_edit.text().strip():
+            self._apply_model()
+        else:
             self.model_edit.setText(str(s.model_dir))
-        elif Path(chosen) != s.model_dir:
-            s.model_dir, s.pair = Path(chosen), None
+
+    def _apply_model(self) -> None:
+        s = self.ctrl.session
+        chosen = self.model_edit.text().strip()
+        if s is not None and chosen:
+            s.use_model(chosen)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Model folder (pair.json)")
@@ -107,12 +111,8 @@ class PredictPanel(QWidget):
     def run(self):  # noqa: ANN201 - the napari worker, or None
         """Start the model on the open case with the chosen network and device."""
         s = self.ctrl.session
-        if s is not None and self.model_edit.text().strip():
-            from pathlib import Path
-
-            wanted = Path(self.model_edit.text().strip())
-            if wanted != s.model_dir:
-                s.model_dir, s.pair = wanted, None
+        if s is not None:  # the model may have changed elsewhere (e.g. a retrained model was promoted)
+            self.model_edit.setText(str(s.model_dir))
         self._sync_options()
         return self.ctrl.run_prediction()
 

@@ -1,0 +1,161 @@
+"""Is the uncertainty map useful? On held-out cases, how well does it point at the proposal's errors.
+
+Usage::
+
+    python bench/eval_uncertainty.py [--model resources/models/default] [--data ../shared/data/msd-hippocampus]
+                                     [--cases N] [--threads 2]
+
+Cases: the validation split recorded in the model card (``training.split.val``), else the last
+``--cases`` cases of the folder. One pair forward per case (probabilities of both nets kept); every
+map below is computed from those probabilities.
+
+Maps (errors = voxels where the proposal differs from the reference label):
+  pair jsd x band      the shipped map (JSD / log 2 between UNETR and BS-Net, in the boundary band)
+  pair jsd (no band)   the same without the band
+  pair tv x band       total variation 0.5 * sum |p_A - p_B| in the band
+  pair jsd*H x band    sqrt(JSD * entropy of the mean) in the band
+  pair H(mean)         entropy of the pair's mean probabilities (one-model-style map of the same proposal)
+  unetr H              softmax entropy of UNETR alone, errors of UNETR's own proposal (single-net baseline)
+  bsnet H              softmax entropy of BS-Net alone, errors of BS-Net's own proposal
+
+Metrics:
+  AUROC       uncertainty as a score for "voxel is an error", all voxels of all cases pooled (ties averaged)
+  top5%       share of all error voxels that lie in each case's 5 % most uncertain voxels
+  rho(score,Dice)  Spearman correlation over cases of the case score (sum of the map / foreground voxels)
+                   with the proposal's mean foreground Dice (negative = higher score, worse case: wanted)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import rankdata, spearmanr
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def top_share(scores: np.ndarray, positive: np.ndarray, share: float = 0.05) -> tuple[int, int]:
+    """(error voxels inside the ``share`` most uncertain voxels, all error voxels) of one case."""
+    k = max(1, int(round(share * scores.size)))
+    top = np.argpartition(-scores, k - 1)[:k]
+    return int(positive[top].sum()), int(positive.sum())
+
+
+def mean_dice(pred: np.ndarray, truth: np.ndarray, classes: list[int]) -> float:
+    from napari_medseg.evaluation.metrics import case_metrics
+
+    return case_metrics(pred, truth, classes, hd95=False)["dice_mean"]
+
+
+def case_maps(pa: torch.Tensor, pb: torch.Tensor, radius: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (uncertainty (I,J,K) float32, proposal labels (I,J,K)) for every map compared."""
+    from napari_medseg.inference import uncertainty as U
+
+    mean = 0.5 * (pa + pb)
+    pair_labels = mean.argmax(0)
+    band = U.boundary_band(pa.argmax(0), pb.argmax(0), radius)
+    jsd = U.js_divergence(pa, pb)
+    maps = {
+        "pair jsd x band": (jsd * band, pair_labels),
+        "pair jsd (no band)": (jsd, pair_labels),
+        "pair tv x band": (U.total_variation(pa, pb) * band, pair_labels),
+        "pair jsd*H x band": (U.pair_disagreement(pa, pb, "jsd_entropy") * band, pair_labels),
+        "pair H(mean)": (U.normalised_entropy(mean), pair_labels),
+        "unetr H": (U.normalised_entropy(pa), pa.argmax(0)),
+        "bsnet H": (U.normalised_entropy(pb), pb.argmax(0)),
+    }
+    return {k: (u.float().numpy(), lab.numpy()) for k, (u, lab) in maps.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=REPO / "resources" / "models" / "default")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "msd-hippocampus")
+    parser.add_argument("--cases", type=int, default=24, help="cases to use when the card records no split")
+    parser.add_argument("--radius", type=int, default=3, help="boundary band half-width (voxels)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    args = parser.parse_args()
+
+    from napari_medseg.commands.evaluate import validation_ids
+    from napari_medseg.inference.engine import predict_volume
+    from napari_medseg.io import load_labels, load_volume
+    from napari_medseg.models.pair import ModelPair
+    from napari_medseg.training.data import cases_from_msd
+
+    torch.set_num_threads(args.threads)
+    pair = ModelPair.load(args.model)
+    records = cases_from_msd(args.data)
+    val = validation_ids(pair.card)
+    if val:
+        records = [r for r in records if r.case_id in set(val)]
+        origin = f"{len(records)} validation cases from the model card"
+    else:
+        records = records[-args.cases :]
+        origin = f"last {len(records)} cases of {args.data} (no split in the card: may overlap training!)"
+    classes = sorted(c for c in pair.classes if c != 0)
+
+    pooled: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    top: dict[str, list[tuple[int, int]]] = {}
+    per_case: dict[str, list[tuple[float, float]]] = {}
+    for rec in records:
+        vol = load_volume(rec.image_path)
+        truth = load_labels(rec.label_path, reference=vol).array.astype(np.int64)
+        pred = predict_volume(vol, pair, device="cpu", band_radius=args.radius)
+        pa = torch.from_numpy(pred.probs["unetr"].astype(np.float32))
+        pb = torch.from_numpy(pred.probs["bsnet"].astype(np.float32))
+        for name, (u, labels) in case_maps(pa, pb, args.radius).items():
+            err = labels != truth
+            pooled.setdefault(name, []).append((u.ravel(), err.ravel()))
+            top.setdefault(name, []).append(top_share(u.ravel(), err.ravel()))
+            fg = max(int((labels > 0).sum()), 1)
+            per_case.setdefault(name, []).append((float(u.sum()) / fg, mean_dice(labels, truth, classes)))
+
+    print(f"# model {pair.model_id} ({pair.checkpoint_hash}); {origin}; band radius {args.radius}")
+    print(f"{'map':<20} {'AUROC':>6} {'top5%':>6} {'rho(score,Dice)':>16} {'mean Dice':>9} {'error vox':>9}")
+    results = {}
+    for name in pooled:
+        u = np.concatenate([a for a, _ in pooled[name]])
+        e = np.concatenate([b for _, b in pooled[name]])
+        inside = sum(a for a, _ in top[name]) / max(sum(b for _, b in top[name]), 1)
+        scores, dices = np.array(per_case[name]).T
+        rho = float(spearmanr(scores, dices).statistic) if len(scores) > 2 else float("nan")
+        results[name] = {
+            "auroc": auroc(u, e),
+            "top5": inside,
+            "spearman": rho,
+            "dice": float(dices.mean()),
+            "errors": int(e.sum()),
+        }
+        r = results[name]
+        print(
+            f"{name:<20} {r['auroc']:>6.3f} {r['top5']:>6.3f} {r['spearman']:>16.3f} {r['dice']:>9.3f} {r['errors']:>9d}"
+        )
+    if args.json:
+        from napari_medseg.io.atomic import atomic_write_bytes
+
+        info = {
+            "model_id": pair.model_id,
+            "cases": [r.case_id for r in records],
+            "radius": args.radius,
+            "results": results,
+        }
+        atomic_write_bytes(args.json, (json.dumps(info, indent=2) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()

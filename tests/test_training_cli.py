@@ -1,0 +1,54 @@
+"""``napari-medseg train``: one epoch writes a loadable pair, its card and a CSV log."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from napari_medseg.cli import main
+from napari_medseg.models.pair import ModelPair
+from napari_medseg.training.export import export_pair
+
+TINY = json.dumps(
+    {
+        "patch": [32, 48, 32],
+        "unetr": {"hidden_size": 32, "mlp_dim": 64, "num_heads": 2, "feature_size": 4},
+        "bsnet": {"filters": [4, 8, 16], "deep_supervision": 1},
+    }
+)
+
+
+def test_train_one_epoch_writes_a_loadable_pair_and_a_csv_log(hippo_dir, tmp_path):
+    out = tmp_path / "model"
+    argv = ["train", "--data", str(hippo_dir), "--out", str(out), "--epochs", "1", "--limit-cases", "4"]
+    argv += ["--val-cases", "2", "--batch-size", "2", "--device", "cpu", "--config", TINY, "--no-progress"]
+    argv += ["--noise-fraction", "0.5"]
+    assert main(argv) == 0
+    pair = ModelPair.load(out)
+    assert set(pair.nets) == {"unetr", "bsnet"}
+    assert pair.patch_size == (32, 48, 32)
+    training = pair.card["training"]
+    assert len(training["split"]["train"]) == 4 and len(training["split"]["val"]) == 2
+    assert len(training["noise"]["cases"]) == 2
+    assert "dice_pair_mean" in pair.card["metrics"]["val_dice"]
+    rows = list(csv.DictReader((out / "train_log.csv").open()))
+    assert len(rows) == 1
+    assert {"loss_unetr", "loss_bsnet", "dice_unetr_anterior", "dice_pair_posterior", "lc_changed"} <= set(
+        rows[0]
+    )
+    assert (out / "checkpoint" / "trainer_state.json").exists()
+
+    bundled = export_pair(out, tmp_path / "fp16", notes={"summary": "trained on CPU, 1 epoch"})
+    small = ModelPair.load(bundled)
+    assert small.cards["unetr"]["weights"]["dtype"] == "float16"
+    assert small.card["training"]["summary"] == "trained on CPU, 1 epoch"
+    assert small.card["training"]["split"] == training["split"]
+    assert (bundled / "unetr.safetensors").stat().st_size < (out / "unetr.safetensors").stat().st_size
+
+
+def test_training_one_network_plainly_writes_only_that_network(hippo_dir, tmp_path):
+    out = tmp_path / "bsnet"
+    argv = ["train", "--data", str(hippo_dir), "--out", str(out), "--epochs", "1", "--limit-cases", "2"]
+    argv += ["--val-cases", "1", "--batch-size", "2", "--nets", "bsnet", "--config", TINY, "--no-progress"]
+    assert main(argv) == 0
+    assert ModelPair.load(out, nets=("bsnet",)).card["nets"] == ["bsnet"]
