@@ -10,13 +10,15 @@ Cases: the validation split recorded in the model card (``training.split.val``),
 map below is computed from those probabilities.
 
 Maps (errors = voxels where the proposal differs from the reference label):
-  pair jsd x band      the shipped map (JSD / log 2 between UNETR and BS-Net, in the boundary band)
+  pair H(mean) x band  the shipped map: entropy (bits, capped at 1) of the pair's mean probabilities,
+                       in the boundary band of either net (= JSD + mean own entropy of the two nets)
+  pair H(mean)         the same without the band
+  pair jsd x band      JSD / log 2 between UNETR and BS-Net (disagreement only), in the band
   pair jsd (no band)   the same without the band
   pair tv x band       total variation 0.5 * sum |p_A - p_B| in the band
-  pair jsd*H x band    sqrt(JSD * entropy of the mean) in the band
-  pair H(mean)         entropy of the pair's mean probabilities (one-model-style map of the same proposal)
-  unetr H              softmax entropy of UNETR alone, errors of UNETR's own proposal (single-net baseline)
-  bsnet H              softmax entropy of BS-Net alone, errors of BS-Net's own proposal
+  pair jsd*H x band    sqrt(JSD * H(mean)) in the band
+  unetr H, bsnet H     softmax entropy of one net alone, errors of that net's own proposal (baselines)
+  bsnet H x band       the same in BS-Net's own boundary band
 
 Metrics:
   AUROC       uncertainty as a score for "voxel is an error", all voxels of all cases pooled (ties averaged)
@@ -69,14 +71,17 @@ def case_maps(pa: torch.Tensor, pb: torch.Tensor, radius: int) -> dict[str, tupl
     pair_labels = mean.argmax(0)
     band = U.boundary_band(pa.argmax(0), pb.argmax(0), radius)
     jsd = U.js_divergence(pa, pb)
+    h_mean = U.capped_entropy(mean)
     maps = {
+        "pair H(mean) x band": (h_mean * band, pair_labels),
+        "pair H(mean)": (h_mean, pair_labels),
         "pair jsd x band": (jsd * band, pair_labels),
         "pair jsd (no band)": (jsd, pair_labels),
         "pair tv x band": (U.total_variation(pa, pb) * band, pair_labels),
         "pair jsd*H x band": (U.pair_disagreement(pa, pb, "jsd_entropy") * band, pair_labels),
-        "pair H(mean)": (U.normalised_entropy(mean), pair_labels),
-        "unetr H": (U.normalised_entropy(pa), pa.argmax(0)),
-        "bsnet H": (U.normalised_entropy(pb), pb.argmax(0)),
+        "unetr H": (U.capped_entropy(pa), pa.argmax(0)),
+        "bsnet H": (U.capped_entropy(pb), pb.argmax(0)),
+        "bsnet H x band": (U.capped_entropy(pb) * U.boundary_band(pb.argmax(0), None, radius), pb.argmax(0)),
     }
     return {k: (u.float().numpy(), lab.numpy()) for k, (u, lab) in maps.items()}
 
@@ -126,7 +131,7 @@ def main() -> None:
             per_case.setdefault(name, []).append((float(u.sum()) / fg, mean_dice(labels, truth, classes)))
 
     print(f"# model {pair.model_id} ({pair.checkpoint_hash}); {origin}; band radius {args.radius}")
-    print(f"{'map':<20} {'AUROC':>6} {'top5%':>6} {'rho(score,Dice)':>16} {'mean Dice':>9} {'error vox':>9}")
+    print(f"{'map':<22} {'AUROC':>6} {'top5%':>6} {'rho(score,Dice)':>16} {'mean Dice':>9} {'error vox':>9}")
     results = {}
     for name in pooled:
         u = np.concatenate([a for a, _ in pooled[name]])
@@ -143,7 +148,7 @@ def main() -> None:
         }
         r = results[name]
         print(
-            f"{name:<20} {r['auroc']:>6.3f} {r['top5']:>6.3f} {r['spearman']:>16.3f} {r['dice']:>9.3f} {r['errors']:>9d}"
+            f"{name:<22} {r['auroc']:>6.3f} {r['top5']:>6.3f} {r['spearman']:>16.3f} {r['dice']:>9.3f} {r['errors']:>9d}"
         )
     if args.json:
         from napari_medseg.io.atomic import atomic_write_bytes

@@ -207,22 +207,29 @@ def _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, region, image):
 
     # the most uncertain voxel of the displayed slice, on screen
     step = viewer.dims.current_step
-    data = np.asarray(overlay.data)
-    plane = np.asarray(data[step[0]], dtype=np.float32)
+    plane = np.asarray(np.asarray(overlay.data)[step[0]], dtype=np.float32)
     y, x = np.unravel_index(np.argmax(plane), plane.shape)
     assert plane[y, x] >= 0.5
     world = np.asarray(overlay.data_to_world((step[0], y, x)))[-2:]
     h, w = added.shape[:2]
-    zoom = viewer.camera.zoom
-    row, col = (
-        ((world - np.asarray(viewer.camera.center[-2:])) * zoom + np.array([h, w]) / 2).round().astype(int)
-    )
+    centre = np.asarray(viewer.camera.center[-2:])
+    row, col = ((world - centre) * viewer.camera.zoom + np.array([h, w]) / 2).round().astype(int)
     assert 0 <= row < h and 0 <= col < w, "the most uncertain voxel is off screen"
-    spot = added[max(row - 2, 0) : row + 3, max(col - 2, 0) : col + 3].reshape(-1, 3)
-    brightest = spot[np.argmax(spot.sum(1))]
-    assert brightest[0] >= 60 and brightest[0] >= brightest[1], f"no inferno colour at the peak: {brightest}"
-    # outside the head the map is zero: the additive overlay adds nothing there
-    assert np.abs(added[:3, :3]).max() == 0
+    assert np.abs(added[row, col]).sum() > 60, "the overlay adds nothing where uncertainty is highest"
+
+    # the overlay alone, on black: exactly its colormap's colour for that value, times its opacity
+    others = [layer for layer in viewer.layers if layer is not overlay and layer.visible]
+    for layer in others:
+        layer.visible = False
+    alone = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+    for layer in others:
+        layer.visible = True
+    lo, hi = overlay.contrast_limits
+    expected = overlay.colormap.map(np.array([(plane[y, x] - lo) / (hi - lo)]))[0, :3] * overlay.opacity * 255
+    got = alone[max(row - 1, 0) : row + 2, max(col - 1, 0) : col + 2].reshape(-1, 3)
+    best = got[np.argmin(np.abs(got - expected).sum(1))]
+    np.testing.assert_allclose(best, expected, atol=40)
+    assert alone[:3, :3].max() == 0  # no overlay where there is no volume
 
 
 def test_viewer_keeps_ticking_while_the_model_runs(app, qtbot, windowed_model):

@@ -33,12 +33,13 @@ def test_threshold_and_min_size_filter_regions():
     assert [r.size for r in find_regions(planted(), threshold=0.5, min_size=5)] == [30, 8]
     assert [r.size for r in find_regions(planted(), threshold=0.5, min_size=1)] == [30, 8, 1]
     assert find_regions(np.zeros((5, 5, 5), np.float32)) == []
-    assert len(find_regions(planted(), max_regions=1)) == 1
+    assert len(find_regions(planted(), threshold=0.2, max_regions=1)) == 1
+    assert [r.size for r in find_regions(planted())] == [30, 8]  # default threshold 0.5
 
 
 def test_region_positions_use_the_affine():
     affine = np.array([[-2.0, 0, 0, 100], [0, -2.0, 0, 50], [0, 0, 3.0, -20], [0, 0, 0, 1]])  # LPS-like
-    r = find_regions(planted(), affine=affine)[0]
+    r = find_regions(planted(), affine=affine, threshold=0.2)[0]
     assert r.bbox == ((10, 10, 10), (16, 16, 16))
     assert r.centroid_voxel == pytest.approx((12.5, 12.5, 12.5))
     assert r.centroid_mm == pytest.approx((100 - 25.0, 50 - 25.0, -20 + 37.5))
@@ -46,7 +47,7 @@ def test_region_positions_use_the_affine():
 
 
 def test_regions_round_trip_through_json():
-    regions = find_regions(planted())
+    regions = find_regions(planted(), threshold=0.2)
     again = [Region.from_dict(d) for d in json.loads(json.dumps([r.to_dict() for r in regions]))]
     assert again == regions
 

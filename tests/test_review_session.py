@@ -188,3 +188,13 @@ def test_session_runs_without_qt_or_napari():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_single_network_uncertainty_can_be_limited_to_its_boundary_band(session, store):
+    session.open_case(store.case_ids()[1])
+    pred = session.run_prediction(net="bsnet", device="cpu", save=False)
+    assert pred.net == "bsnet" and session.proposal_version is None
+    full = session.uncertainty_map(band_only=False)
+    band = session.uncertainty_map(band_only=True)
+    np.testing.assert_array_equal(band[pred.band], full[pred.band])
+    assert np.all(band[~pred.band] == 0)

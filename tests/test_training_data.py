@@ -62,3 +62,19 @@ def test_curriculum_admits_the_most_agreeing_cases_first():
     second = cur.admit(2, first)
     assert second.tolist() == [True, False, True, True]
     assert cur.admit(3, second).all()
+
+
+def test_store_cases_carry_their_approval(hippo_cases, tmp_path):
+    from napari_medseg.store import CaseStore
+    from napari_medseg.training.data import discover_cases
+
+    store = CaseStore.init(
+        tmp_path / "store", name="hippo", labels={0: "background", 1: "anterior", 2: "posterior"}
+    )
+    (img0, lab0), (img1, lab1) = hippo_cases[:2]
+    a = store.import_case(img0, lab0, approved=True)
+    b = store.import_case(img1, lab1, approved=False)
+    records = {r.case_id: r for r in discover_cases(tmp_path / "store")}
+    assert records[a].approved and not records[b].approved
+    cases = load_cases([records[a], records[b]])
+    assert cases[0].label.max() == 2

@@ -13,6 +13,7 @@ from napari_medseg.inference.engine import predict_volume
 from napari_medseg.inference.uncertainty import (
     boundary_band,
     boundary_mask,
+    capped_entropy,
     case_score,
     js_divergence,
     normalised_entropy,
@@ -73,16 +74,18 @@ def test_uncertainty_is_zero_where_the_nets_agree(volume):
     assert pred.band.any()  # the band exists around the boundary even when nothing is uncertain
 
 
-def test_uncertainty_is_high_where_a_disagreement_is_planted(volume):
+@pytest.mark.parametrize("method", ["entropy", "jsd", "tv", "jsd_entropy"])
+def test_uncertainty_is_high_where_a_disagreement_is_planted(volume, method):
     lab_a = structure()
     lab_b = lab_a.copy()
     lab_b[12:16, 12:16, 20:24] = 0  # B misses a 4^3 cube inside class 2
-    pred = predict_volume(volume, fixed_pair(lab_a, lab_b), device="cpu")
+    pred = predict_volume(volume, fixed_pair(lab_a, lab_b), device="cpu", method=method)
+    assert pred.method == method
     u = pred.uncertainty.astype(np.float32)
     planted = np.zeros(SHAPE, dtype=bool)
     planted[12:16, 12:16, 20:24] = True
     assert u[planted].min() > 0.9
-    assert u[~planted].max() < 1e-3
+    assert u[~planted].max() < 1e-3  # agreement, even right at the class 1 / class 2 interface
     assert pred.band[planted].all()
     assert len(pred.regions) == 1
     region = pred.regions[0]
@@ -114,7 +117,7 @@ def test_divergences_are_bounded_and_symmetric():
     torch.manual_seed(0)
     p = torch.softmax(torch.randn(4, 10, 10, 10) * 3, 0)
     q = torch.softmax(torch.randn(4, 10, 10, 10) * 3, 0)
-    for f in (js_divergence, total_variation):
+    for f in (js_divergence, total_variation):  # symmetric divergences
         d = f(p, q)
         assert d.shape == (10, 10, 10)
         assert float(d.min()) >= 0.0 and float(d.max()) <= 1.0
@@ -125,6 +128,10 @@ def test_divergences_are_bounded_and_symmetric():
     other = 1 - one
     assert float(js_divergence(one, other)) == pytest.approx(1.0, abs=1e-4)
     assert float(normalised_entropy(torch.full((4, 1), 0.25))) == pytest.approx(1.0, abs=1e-6)
+    even_split = torch.tensor([0.5, 0.5, 0.0, 0.0])[:, None]
+    assert float(capped_entropy(even_split)) == pytest.approx(1.0, abs=1e-5)
+    assert float(capped_entropy(torch.full((4, 1), 0.25))) == 1.0  # 2 bits, capped
+    assert float(capped_entropy(torch.tensor([0.9, 0.1])[:, None])) == pytest.approx(0.469, abs=1e-3)
     assert math.isclose(float(normalised_entropy(one)), 0.0, abs_tol=1e-5)
 
 

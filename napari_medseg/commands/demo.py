@@ -118,12 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
 def open_viewer(session, case_id: str, predict: bool, screenshot: Path | None, quit_after: bool) -> int:  # noqa: ANN001
     """napari with the panels docked on ``session``; opens ``case_id`` and (optionally) runs the pair."""
-    import warnings
-
     import napari
     from qtpy.QtCore import QTimer
-
-    warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
 
     from napari_medseg.widgets._controller import controller_for
 

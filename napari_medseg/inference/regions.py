@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-#: Default uncertainty threshold for a voxel to belong to a region (on the 0..1 scale).
-DEFAULT_THRESHOLD = 0.2
+#: Default uncertainty threshold for a voxel to belong to a region (0..1 scale; for the JSD map 0.5 =
+#: the two nets' distributions are half-way to disjoint; 0.2 merged whole boundary shells on hippocampus).
+DEFAULT_THRESHOLD = 0.5
 #: Components smaller than this many voxels are dropped as noise.
 DEFAULT_MIN_SIZE = 5
 

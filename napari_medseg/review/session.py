@@ -328,27 +328,29 @@ class ReviewSession:
         """Voxel uncertainty ``(I, J, K)`` float32 in ``[0, 1]`` of the latest prediction, or ``None``.
 
         Args:
-            band_only: the prediction's map, restricted to the boundary band; ``False`` gives the
-                unrestricted disagreement of the pair (or the single net's entropy), computed from
-                the kept probabilities.
+            band_only: keep only the boundary band (voxels near either net's predicted boundary, where
+                segmentation errors live); ``False`` shows the uncertainty everywhere. A pair's map is
+                band-limited by the engine, so its unrestricted map is recomputed from the kept
+                probabilities; a single net's map is unrestricted and is masked here.
         """
         pred = self.prediction
         if pred is None or pred.uncertainty is None:
             return None
-        if band_only or not pred.probs:
-            return np.asarray(pred.uncertainty, dtype=np.float32)
+        unc = np.asarray(pred.uncertainty, dtype=np.float32)
+        if pred.net != "pair":
+            return np.where(pred.band, unc, 0.0).astype(np.float32) if band_only else unc
+        if band_only or len(pred.probs) < 2:
+            return unc
         if self._full_uncertainty is None:
             import torch
 
-            from napari_medseg.inference import uncertainty as unc
+            from napari_medseg.inference import uncertainty as unc_mod
 
-            probs = [torch.from_numpy(np.asarray(p, dtype=np.float32)) for p in pred.probs.values()]
-            if len(probs) >= 2:
-                method = pred.method if pred.method in unc.PAIR_METHODS else unc.DEFAULT_METHOD
-                full = unc.pair_disagreement(probs[0], probs[1], method)
-            else:
-                full = unc.normalised_entropy(probs[0])
-            self._full_uncertainty = full.numpy().astype(np.float32)
+            p_a, p_b = (
+                torch.from_numpy(np.asarray(p, dtype=np.float32)) for p in list(pred.probs.values())[:2]
+            )
+            method = pred.method if pred.method in unc_mod.PAIR_METHODS else unc_mod.DEFAULT_METHOD
+            self._full_uncertainty = unc_mod.pair_disagreement(p_a, p_b, method).numpy().astype(np.float32)
         return self._full_uncertainty
 
     # ------------------------------------------------------------------ editing

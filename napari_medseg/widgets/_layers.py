@@ -32,7 +32,7 @@ PROB_PREFIX = "p(foreground) "
 #: Default uncertainty overlay look.
 OVERLAY_COLORMAP = "inferno"
 OVERLAY_OPACITY = 0.8
-OVERLAY_THRESHOLD = 0.05
+OVERLAY_THRESHOLD = 0.2  # = the region threshold (inference.regions.DEFAULT_THRESHOLD)
 
 
 def get(viewer: napari.Viewer, name: str):  # noqa: ANN201 - a napari layer or None

@@ -145,8 +145,10 @@ class CasesPanel(QWidget):
             self.table.setRowCount(0)
             self.status_label.setText("no store open")
             return
-        if not self.store_edit.text():
+        if not self.store_edit.hasFocus():
             self.store_edit.setText(str(s.store.root))
+        if not self.user_edit.hasFocus():
+            self.user_edit.setText(s.user)
         cases = s.cases(self.order, self.statuses)
         self.table.setRowCount(len(cases))
         for row, c in enumerate(cases):
