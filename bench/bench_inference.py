@@ -14,7 +14,7 @@ Rows per volume:
   MONAI swi pair    MONAI sliding_window_inference with a predictor returning both nets' softmax
                     concatenated (the same network work, no uncertainty): measures our window loop.
   MONAI swi UNETR   stock: sliding_window_inference(unetr) + argmax, one network.
-Time = median wall seconds over --repeat runs after one warm-up. Peak memory = CUDA max allocated, or on
+Time = minimum wall seconds over --repeat interleaved runs after one warm-up each. Peak memory = CUDA max allocated, or on
 the CPU the peak resident-set increase over the run (sampled every 2 ms).
 """
 
@@ -68,19 +68,23 @@ class PeakMemory:
             self._thread.join()
 
 
-def timed(fn, repeat: int, device: torch.device) -> tuple[float, int]:
-    """(median seconds, peak bytes) of ``fn()`` over ``repeat`` runs after one warm-up."""
-    fn()
-    times, peak = [], 0
+def timed_interleaved(fns: list, repeat: int, device: torch.device) -> list[tuple[float, int]]:
+    """(min seconds, peak bytes) per function; runs are interleaved (A B C A B C ...) after one warm-up
+    each, and the minimum is reported, so load from other processes on a shared machine biases no row."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    peaks = [0] * len(fns)
     for _ in range(repeat):
-        with PeakMemory(device) as mem:
-            start = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        peak = max(peak, mem.peak)
-    return statistics.median(times), peak
+        for i, fn in enumerate(fns):
+            with PeakMemory(device) as mem:
+                start = time.perf_counter()
+                fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times[i].append(time.perf_counter() - start)
+            peaks[i] = max(peaks[i], mem.peak)
+    return [(min(t), p) for t, p in zip(times, peaks, strict=True)]
 
 
 def build_pair(args: argparse.Namespace):
@@ -137,12 +141,10 @@ def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             sliding_window_inference(x, roi, sw, unetr, overlap=args.overlap, mode="gaussian").argmax(1).cpu()
 
-    rows = []
-    t_ref, m_ref = timed(monai_unetr, args.repeat, device)
-    for label, fn in (("engine pair+unc", engine), ("MONAI swi pair", monai_pair)):
-        t, m = timed(fn, args.repeat, device)
-        rows.append((name, label, n_windows, t, t / t_ref, m))
-    rows.append((name, "MONAI swi UNETR", n_windows, t_ref, 1.0, m_ref))
+    labels = ("engine pair+unc", "MONAI swi pair", "MONAI swi UNETR")
+    results = timed_interleaved([engine, monai_pair, monai_unetr], args.repeat, device)
+    t_ref = results[-1][0]
+    rows = [(name, label, n_windows, t, t / t_ref, m) for label, (t, m) in zip(labels, results, strict=True)]
     return rows
 
 
@@ -156,6 +158,9 @@ def main() -> None:
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument(
         "--sw-batch", type=int, default=None, help="windows per batch (default: engine's choice)"
+    )
+    parser.add_argument(
+        "--only", choices=("hippo", "ct"), default=None, help="run one of the two real volumes"
     )
     parser.add_argument("--size", type=int, nargs=3, default=None, help="synthetic volume I J K (GPU mode)")
     parser.add_argument("--hidden", type=int, default=None, help="UNETR hidden size (synthetic mode)")
@@ -186,6 +191,8 @@ def main() -> None:
             ("hippocampus_001", load_volume(args.data / "msd-hippocampus/imagesTr/hippocampus_001.nii.gz")),
             ("CT 122x101x112", load_volume(args.data / "totalseg-examples/example_ct.nii.gz")),
         ]
+        if args.only is not None:
+            vols = vols[:1] if args.only == "hippo" else vols[1:]
     print(
         f"# {what}; roi {pair.patch_size}; overlap {args.overlap}; device {device}; torch threads {args.threads}"
     )

@@ -46,11 +46,13 @@ class UnsavedChangesError(StoreError):
     """The working labels have edits that were not saved and the action would drop them."""
 
 
-def default_model_dir() -> Path:
-    """The bundled default model pair (``resources/models/default``)."""
-    from napari_medseg import RESOURCES_DIR
+def default_model_dir(store: CaseStore | None = None) -> Path:
+    """The store's current (promoted) model, else the bundled default pair (``resources/models/default``)."""
+    from napari_medseg.registry.model_registry import DEFAULT_MODEL_DIR, ModelRegistry
 
-    return RESOURCES_DIR / "models" / "default"
+    if store is None:
+        return DEFAULT_MODEL_DIR
+    return ModelRegistry(store.root).current_model_dir()
 
 
 def default_user() -> str:
@@ -97,7 +99,7 @@ class ReviewSession:
         """
         self.store = store
         self.user = (user or default_user()).strip()
-        self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir(store)
         self.pair: ModelPair | None = None
         self._predictor = predictor
         self._clear_case()

@@ -77,9 +77,9 @@ class FailuresPanel(QWidget):
 
     report_ready = Signal(object)
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
-        self.viewer = viewer
+        self.viewer = napari_viewer
         self.report: FailureReport | None = None
         self.worker: Any = None
 

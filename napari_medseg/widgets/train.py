@@ -65,9 +65,9 @@ class TrainPanel(QWidget):
     model_changed = Signal(str)
     finished = Signal(dict)
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
-        self.viewer = viewer
+        self.viewer = napari_viewer
         self.process: QProcess | None = None
         self.history: list[dict[str, Any]] = []
         self.result: dict[str, Any] | None = None
