@@ -21,7 +21,6 @@ the CPU the peak resident-set increase over the run (sampled every 2 ms).
 from __future__ import annotations
 
 import argparse
-import statistics
 import threading
 import time
 from pathlib import Path

@@ -64,7 +64,10 @@ def _verify(root: Path, previous: dict[int, str]) -> tuple[dict[int, str], bool]
 
 
 def test_killed_saves_never_damage_earlier_versions(crop_store):
-    ctx = multiprocessing.get_context("fork")
+    # forkserver: children are forked from a clean server process, not from pytest's (which may hold
+    # torch/Qt threads and locks that would deadlock a plain fork); still fast, unlike spawn.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["napari_medseg.store", "_store_killer"])
     rng = random.Random(1234)
     shas, _ = _verify(crop_store, {})
     total_saves = interrupted = 0

@@ -28,10 +28,10 @@ from scipy import ndimage
 #: Methods accepted by :func:`pair_uncertainty`.
 PAIR_METHODS = ("entropy", "jsd", "tv", "jsd_entropy")
 #: Default measure. Measured with bench/eval_uncertainty.py (40 validation cases, epoch-2 default pair):
-#: "entropy" ranks error voxels better (AUROC 0.80 vs 0.67, top-5 % share 0.39 vs 0.10) but marks the
-#: whole boundary shell (one region of ~45 % of the volume at any threshold), while "jsd" marks the
-#: spots where the two nets disagree (regions at 0.5 hold 5-20x the base error rate); the case score
-#: ranks cases equally well (Spearman vs Dice -0.52 / -0.53). The viewer needs spots: "jsd".
+#: "entropy" (in the band) ranks error voxels a little better (AUROC 0.76 vs 0.67, top-5 % share 0.15
+#: vs 0.10) but marks the whole boundary shell (one region of ~45 % of the volume at any threshold),
+#: while "jsd" marks the spots where the two nets disagree (regions at 0.5 hold 5-20x the base error
+#: rate); the case score ranks cases alike (Spearman vs Dice -0.54 / -0.52). The viewer needs spots.
 DEFAULT_METHOD = "jsd"
 #: Default half-width of the boundary band, in voxels.
 DEFAULT_BAND_RADIUS = 3
