@@ -18,11 +18,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def median_ms(fn, repeat: int) -> float:
+def median_ms(fn, repeat: int, *args) -> float:
+    """Median wall time of ``fn(*args)`` in milliseconds."""
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        fn()
+        fn(*args)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
 
@@ -58,13 +59,12 @@ def main() -> None:
     )
     for name, image, label, reader in cases:
         vol = load_volume(image)
-        ours = median_ms(lambda: load_volume(image), args.repeat)
-        monai_loader = LoadImage(reader=reader, image_only=True)
-        stock = median_ms(lambda: monai_loader(str(image)), args.repeat)
+        ours = median_ms(load_volume, args.repeat, image)
+        stock = median_ms(LoadImage(reader=reader, image_only=True), args.repeat, str(image))
         if label is not None:
             lab = load_labels(label, reference=vol)
-            t_lab = f"{median_ms(lambda: load_labels(label, reference=vol), args.repeat):.0f}"
-            t_save = f"{median_ms(lambda: save_labels(lab.array, vol, tmp / 'l.nii.gz'), args.repeat):.0f}"
+            t_lab = f"{median_ms(load_labels, args.repeat, label, vol):.0f}"
+            t_save = f"{median_ms(save_labels, args.repeat, lab.array, vol, tmp / 'l.nii.gz'):.0f}"
         else:
             t_lab = t_save = "-"
         print(f"{name:<22} {ours:>10.0f} {stock:>11.0f} {ours / stock:>6.2f} {t_lab:>11} {t_save:>11}")

@@ -55,7 +55,9 @@ def _list(args: argparse.Namespace) -> int:
         mark = "* " if e.model_id == current else "  "
         dice = e.metrics.get("dice_mean")
         dice_s = f"{dice:.4f}" if dice is not None else "-"
-        print(f"{mark}{e.model_id:<28} {e.status:<10} {dice_s:>9}  {str(e.parent or '-'):<24} {e.registered_utc}")
+        print(
+            f"{mark}{e.model_id:<28} {e.status:<10} {dice_s:>9}  {str(e.parent or '-'):<24} {e.registered_utc}"
+        )
         if e.reason:
             print(f"{'':4}{e.reason}")
     return 0
