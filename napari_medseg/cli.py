@@ -30,9 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-medseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        spec = importlib.util.find_spec(f"napari_medseg.commands.{name}")
-        if spec is None:  # command not built yet in this checkout
-            continue
         importlib.import_module(f"napari_medseg.commands.{name}").register(sub)
     return parser
 
