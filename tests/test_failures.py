@@ -106,3 +106,35 @@ def test_failures_command_prints_worst_first_table_and_writes_report(tmp_path, h
     assert float(rows[0]["dice_mean"]) <= float(rows[1]["dice_mean"]) and "hd95_mean" not in rows[0]
     assert (tmp_path / "out" / "failures_hist.png").exists()
     assert main(["--store", str(tmp_path)]) == 2  # not a store: one-line error, exit code 2
+
+
+def test_evaluate_with_store_writes_the_failures_report(tmp_path, hippo_cases, capsys):
+    from napari_medseg.cli import main
+    from napari_medseg.registry import ModelRegistry
+    from napari_medseg.store import CaseStore
+
+    root = tmp_path / "store"
+    store = CaseStore.init(root, name="hippo", labels={0: "background", 1: "anterior", 2: "posterior"})
+    for image, label in hippo_cases[:2]:
+        store.import_case(image, label, approved=True)
+    store.close()
+    ModelRegistry(root).register(make_tiny_pair_dir(tmp_path / "tiny", model_id="tiny-eval"), {})
+    ModelRegistry(root).promote("tiny-eval")
+    args = [
+        "evaluate",
+        "--store",
+        str(root),
+        "--report",
+        str(tmp_path / "rep"),
+        "--device",
+        "cpu",
+        "--no-hd95",
+    ]
+    assert main(args) == 0
+    assert "model tiny-eval" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "rep" / "failures.csv").open()))
+    cases = [r for r in rows if r["case"].startswith("hippocampus_")]
+    assert len(cases) == 2 and float(cases[0]["dice_mean"]) <= float(cases[1]["dice_mean"])
+    assert (
+        main(["evaluate", "--data", str(root), "--report", str(tmp_path / "x")]) == 2
+    )  # --report needs --store

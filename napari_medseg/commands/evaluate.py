@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_medseg.commands.predict import add_model_arguments, load_pair
+from napari_medseg.errors import InputError
 
 HELP = "Measure a model's accuracy (Dice, HD95) on labelled cases."
 DESCRIPTION = (
@@ -24,7 +25,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command."""
     p = subparsers.add_parser("evaluate", help=HELP, description=DESCRIPTION)
     add_model_arguments(p)
-    p.add_argument("--data", type=Path, required=True, metavar="DIR", help="MSD dataset folder or case store")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", type=Path, metavar="DIR", help="MSD dataset folder or case store")
+    where.add_argument(
+        "--store",
+        type=Path,
+        metavar="DIR",
+        help="case store: score its approved cases worst first (same report as the Failures panel)",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="with --store: folder for the CSV + PNG report",
+    )
     p.add_argument("--cases", type=int, default=None, metavar="N", help="score only the first N cases")
     p.add_argument(
         "--split",
@@ -83,6 +98,12 @@ def labelled_cases(data: Path, card: dict[str, Any], split: str) -> tuple[list[t
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.store is not None:  # the failure-inspection report, headless
+        from napari_medseg.commands import failures
+
+        return failures.run(args)
+    if args.report is not None:
+        raise InputError("--report needs --store (for a dataset folder, use --out CSV)")
     from tqdm import tqdm
 
     from napari_medseg.evaluation.metrics import case_metrics

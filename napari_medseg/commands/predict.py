@@ -168,7 +168,10 @@ def run_store(args: argparse.Namespace) -> int:
     if not todo:
         print(f"every case in {args.store} already has a model proposal")
         return 0
-    pair = load_pair(args.model, args.net)
+    from napari_medseg.registry import ModelRegistry
+
+    # without --model, a store uses its own current (promoted) model, else the bundled default
+    pair = load_pair(args.model or ModelRegistry(args.store).current_model_dir(), args.net)
     for case in todo:
         volume = store.load_image(case)
         pred = _predict(volume, pair, args, case)
