@@ -67,6 +67,9 @@ def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
     if session.proposal is not None:
         show_proposal(viewer, session)
     viewer.layers.selection.active = labels
+    # Radiological convention: the display's world axes are (S, A, R) for an axial scan, so anterior goes
+    # up and the patient's right to the screen's left (napari's default shows A down and R right).
+    viewer.camera.orientation2d = ("up", "left")
     viewer.reset_view()
     step = [s // 2 for s in to_display(session.image.array).shape]
     viewer.dims.current_step = tuple(step)
