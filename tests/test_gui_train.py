@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,9 @@ from conftest import make_tiny_pair_dir
 
 from napari_medseg.registry import ModelRegistry
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+#: Where the panel picture goes: a temp folder, or docs/screenshots when refreshing the docs
+#: (MEDSEG_SCREENSHOT_DIR=docs/screenshots), so a test run never modifies the checkout.
+SCREENSHOTS = Path(os.environ.get("MEDSEG_SCREENSHOT_DIR", tempfile.gettempdir()))
 
 
 @pytest.fixture
