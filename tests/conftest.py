@@ -60,3 +60,32 @@ def make_tiny_pair_dir(folder: Path, model_id: str = "tiny-pair", seed: int = 0)
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny random pair (session-wide, read-only by convention)."""
     return make_tiny_pair_dir(tmp_path_factory.mktemp("tiny-model") / "tiny-pair")
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """One intra-op torch thread (the cores may be shared; avoids oversubscription stalls)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def real_batch(cases, n: int, size: tuple[int, int, int]):  # noqa: ANN201 - (Tensor, Tensor)
+    """Centre crops (zero-padded where needed) of ``n`` real cases: x (n,1,*size) float, y (n,*size) int64."""
+    import nibabel as nib
+    import numpy as np
+    import torch
+
+    from napari_medseg.models.preprocessing import normalize_intensity
+    from napari_medseg.training.data import center_crop_or_pad
+
+    xs, ys = [], []
+    for image_path, label_path in cases[:n]:
+        img = normalize_intensity(np.asarray(nib.load(image_path).dataobj))
+        lab = np.rint(np.asarray(nib.load(label_path).dataobj)).astype(np.int64)
+        xs.append(center_crop_or_pad(img, size))
+        ys.append(center_crop_or_pad(lab, size, 0))
+    return torch.from_numpy(np.stack(xs))[:, None], torch.from_numpy(np.stack(ys))

@@ -2,47 +2,20 @@
 
 from __future__ import annotations
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import real_batch
 from monai.transforms import DivisiblePad
 
 from napari_medseg.models.boundary import boundary_targets
 from napari_medseg.models.bsnet import BSNet, BSNetOutput
 from napari_medseg.models.factory import build_network
-from napari_medseg.models.preprocessing import normalize_intensity
 from napari_medseg.training.losses import bsnet_loss, seg_loss
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = {"filters": (8, 16, 32), "boundary_filters": (4, 8), "deep_supervision": 1}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The test machine's cores are shared: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def real_batch(cases, n: int, size: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre crops (zero-padded where needed) of ``n`` real cases: x (n,1,*size) float, y (n,*size) int."""
-    xs, ys = [], []
-    for image_path, label_path in cases[:n]:
-        img = normalize_intensity(np.asarray(nib.load(image_path).dataobj))
-        lab = np.rint(np.asarray(nib.load(label_path).dataobj)).astype(np.int64)
-        out_x, out_y = np.zeros(size, np.float32), np.zeros(size, np.int64)
-        src, dst = [], []
-        for s, t in zip(img.shape, size, strict=True):
-            a, b = max(0, (s - t) // 2), max(0, (t - s) // 2)
-            m = min(s, t)
-            src.append(slice(a, a + m))
-            dst.append(slice(b, b + m))
-        out_x[tuple(dst)], out_y[tuple(dst)] = img[tuple(src)], lab[tuple(src)]
-        xs.append(out_x)
-        ys.append(out_y)
-    return torch.from_numpy(np.stack(xs))[:, None], torch.from_numpy(np.stack(ys))
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
