@@ -72,7 +72,9 @@ def test_killed_saves_never_damage_earlier_versions(crop_store):
     shas, _ = _verify(crop_store, {})
     total_saves = interrupted = 0
     for run in range(FORK_RUNS):
-        counter = ctx.Value("i", 0)
+        # lock=False: a child killed while holding the Value's lock would leave its semaphore taken
+        # forever and hang the parent's next read (seen in CI). One writer, aligned int reads: no lock needed.
+        counter = ctx.Value("i", 0, lock=False)
         child = ctx.Process(target=_store_killer.save_loop, args=(crop_store, CASE, run, counter))
         child.start()
         deadline = time.monotonic() + 20
