@@ -4,8 +4,12 @@ Simulated annotation loop on an MSD folder whose reference labels play the annot
 
 1. split (stable hash of the case id): a fixed *test* set, never labelled or trained on, and a pool;
    the same ``--initial`` random pool cases start labelled for both strategies;
-2. per strategy, a case store holds the labelled cases as *approved* labels, and the start model
-   (``--start MODELDIR`` or ``--tiny`` random nets) is promoted in its registry;
+2. the start model is trained on the initial cases only (``--start-epochs`` epochs from random
+   weights with the architecture of ``--arch`` (default: the bundled pair's), ``--start-lr``), so no
+   test or pool case has been seen; ``--start MODELDIR`` uses a given model instead (it must not have
+   been trained on test or pool cases) and ``--tiny`` tiny random nets (smoke test only);
+   per strategy, a case store holds the labelled cases as *approved* labels and the start model is
+   promoted in its registry;
 3. each round: ``napari_medseg.retraining.retrain`` fine-tunes the current model on the store (the
    candidate is always promoted here, so the model chain continues), the new model is scored on the
    test set (mean Dice), then the strategy picks ``--per-round`` unlabelled pool cases:
@@ -19,7 +23,7 @@ Writes ``OUT/active_learning.csv`` (strategy, round, labelled cases, test Dice m
 Full run (meant for a GPU; hours on 2 CPU cores)::
 
     python bench/active_learning.py --data ../shared/data/msd-hippocampus --out runs/al \\
-        --start resources/models/default --rounds 5 --per-round 20 --initial 20 --test 40 --epochs 20
+        --initial 40 --start-epochs 30 --rounds 5 --per-round 20 --test 40 --epochs 10
 
 Smoke run (tiny random nets, minutes on a CPU)::
 
@@ -49,7 +53,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="MSD folder (imagesTr/, labelsTr/)")
     p.add_argument("--out", type=Path, required=True, help="output folder (stores, CSV, JSON, PNG)")
-    p.add_argument("--start", type=Path, default=None, help="model to start from (default: bundled default)")
+    p.add_argument(
+        "--start",
+        type=Path,
+        default=None,
+        help="model to start from (default: train one on the initial cases)",
+    )
+    p.add_argument(
+        "--arch",
+        type=Path,
+        default=None,
+        help="model whose architecture the start model gets (default: bundled)",
+    )
+    p.add_argument("--start-epochs", type=int, default=10, help="epochs for the start model (default 10)")
+    p.add_argument("--start-lr", type=float, default=1e-3, help="learning rate for the start model")
+    p.add_argument(
+        "--lr", type=float, default=3e-4, help="fine-tuning learning rate per round (default 3e-4)"
+    )
     p.add_argument("--tiny", action="store_true", help="start from tiny random nets (smoke test only)")
     p.add_argument("--rounds", type=int, default=5, help="selection rounds (default 5)")
     p.add_argument("--per-round", type=int, default=20, help="cases labelled per round (default 20)")
@@ -74,6 +94,51 @@ def make_tiny_start(folder: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     nets = {"unetr": build_network("unetr", TINY_UNETR), "bsnet": build_network("bsnet", TINY_BSNET)}
     return ModelPair.from_nets(nets, model_id="tiny-start", patch_size=(32, 32, 32)).save(folder)
+
+
+def make_random_start(folder: Path, arch: Path, seed: int) -> Path:
+    """A pair with ``arch``'s architecture (configs, patch, classes) and fresh random weights."""
+    import torch
+
+    from napari_medseg.models.factory import build_network
+    from napari_medseg.models.pair import ModelPair
+
+    ref = ModelPair.load(arch)
+    torch.manual_seed(seed)
+    nets = {name: build_network(name, dict(card["config"])) for name, card in ref.cards.items()}
+    return ModelPair.from_nets(
+        nets, model_id="al-random-init", classes=ref.classes, patch_size=ref.patch_size
+    ).save(folder)
+
+
+def train_start(args: argparse.Namespace, initial: list[str], by_id: dict[str, Any], classes) -> Path:
+    """The start model: random weights trained ``--start-epochs`` epochs on the initial cases only."""
+    from napari_medseg import RESOURCES_DIR
+    from napari_medseg.registry import ModelRegistry, PromotionRule
+    from napari_medseg.retraining import retrain
+    from napari_medseg.store import CaseStore
+
+    root = args.out / "store-start"
+    store = CaseStore.init(root, name="al-start", labels=classes)
+    for case in initial:
+        store.import_case(by_id[case].image_path, by_id[case].label_path, approved=True, author="oracle")
+    store.close()
+    arch = args.arch or RESOURCES_DIR / "models" / "default"
+    init = make_random_start(args.out / "random-init", arch, args.seed)
+    registry = ModelRegistry(root)
+    registry.register(init, {})
+    registry.promote(registry.entries()[0].model_id, reason="random weights")
+    result = retrain(
+        root,
+        epochs=args.start_epochs,
+        device=args.device,
+        rule=PromotionRule(min_delta=-1.0, max_class_drop=None),
+        settings={"seed": args.seed, "lr": args.start_lr, "warmup_epochs": 2},
+    )
+    print(
+        f"start model {result.model_id} trained on {len(initial)} cases in {result.seconds:.0f}s", flush=True
+    )
+    return ModelRegistry(root).current_model_dir()
 
 
 def split_pool(records: list[Any], n_test: int, n_initial: int, pool_limit: int | None, seed: int):
@@ -146,20 +211,19 @@ def main(argv: list[str] | None = None) -> int:
     from napari_medseg.training.data import cases_from_msd, read_classes
 
     args = parse_args(argv)
+    t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     records = cases_from_msd(args.data)
     by_id = {r.case_id: r for r in records}
     test, pool, initial = split_pool(records, args.test, args.initial, args.pool_limit, args.seed)
-    start = make_tiny_start(args.out / "start-tiny", args.seed) if args.tiny else args.start
-    if start is None:
-        from napari_medseg import RESOURCES_DIR
-
-        start = RESOURCES_DIR / "models" / "default"
     classes = read_classes(args.data) or {0: "background", 1: "anterior", 2: "posterior"}
+    if args.tiny:
+        start = make_tiny_start(args.out / "start-tiny", args.seed)
+    else:
+        start = args.start or train_start(args, initial, by_id, classes)
     always = PromotionRule(min_delta=-1.0, max_class_drop=None)  # keep the chain going every round
     rows: list[dict[str, Any]] = []
     picks: dict[str, list[list[str]]] = {s: [] for s in STRATEGIES}
-    t0 = time.perf_counter()
     for strategy in STRATEGIES:
         root = args.out / f"store-{strategy}"
         store = CaseStore.init(root, name=f"al-{strategy}", labels=classes)
@@ -179,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                     time_budget_s=args.time_budget * 60 if args.time_budget else None,
                     device=args.device,
                     rule=always,
-                    settings={"seed": args.seed},
+                    settings={"seed": args.seed, "lr": args.lr},
                 )
                 print(
                     f"[{strategy}] round {rnd}: trained {result.model_id} in {result.seconds:.0f}s",

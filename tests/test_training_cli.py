@@ -52,3 +52,19 @@ def test_training_one_network_plainly_writes_only_that_network(hippo_dir, tmp_pa
     argv += ["--val-cases", "1", "--batch-size", "2", "--nets", "bsnet", "--config", TINY, "--no-progress"]
     assert main(argv) == 0
     assert ModelPair.load(out, nets=("bsnet",)).card["nets"] == ["bsnet"]
+
+
+def test_trusted_labels_are_never_put_under_correction_but_noisy_ones_are(hippo_dir, tmp_path):
+    def run(out, *extra):
+        argv = ["train", "--data", str(hippo_dir), "--out", str(out), "--epochs", "1", "--limit-cases", "4"]
+        argv += ["--val-cases", "1", "--batch-size", "2", "--device", "cpu", "--config", TINY, "--no-progress"]
+        assert main([*argv, *extra]) == 0
+        row = next(csv.DictReader((out / "train_log.csv").open()))
+        return ModelPair.load(out).card["training"], int(row["lc_voxels"])
+
+    card, band = run(tmp_path / "trusted", "--trust-labels")
+    assert card["approved_train_cases"] == 4 and band == 0  # expert labels: nothing may be corrected
+    card, band = run(tmp_path / "noisy", "--trust-labels", "--noise-fraction", "0.5")
+    assert card["approved_train_cases"] == 2 and len(card["noise"]["cases"]) == 2 and band > 0
+    card, band = run(tmp_path / "default")
+    assert card["approved_train_cases"] == 0 and band > 0  # MSD labels carry no approval by default

@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.0,
         help="experiments only: add synthetic boundary noise to this fraction of the training labels",
     )
+    p.add_argument(
+        "--trust-labels",
+        action="store_true",
+        help="treat every label of an MSD folder as clinician-approved (expert references): never corrected; "
+        "labels given --noise-fraction noise are still corrected",
+    )
     p.add_argument("--limit-cases", type=int, default=None, help="use at most this many training cases")
     p.add_argument("--val-cases", type=int, default=40, help="cases held out for validation (default 40)")
     p.add_argument("--batch-size", type=int, default=2, help="cases per step (default 2)")
@@ -117,6 +123,8 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import numpy as np
 
     from napari_medseg.training import distributed
@@ -131,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     info = distributed.init_from_env(device.type)
     try:
         records = discover_cases(args.data)
+        if args.trust_labels:
+            records = [dataclasses.replace(r, approved=True) for r in records]
         split = split_cases([r.case_id for r in records], args.val_cases, args.seed, args.limit_cases)
         by_id = {r.case_id: r for r in records}
         train_recs = [by_id[c] for c in split.train]
@@ -141,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             noisy, used = corrupt_labels(clean, args.noise_fraction, seed=args.seed)
             changed = {c: int((noisy[c] != clean[c]).sum()) for c in noisy}
             train_recs = [
-                type(r)(r.case_id, r.image_path, r.label_path, False) if r.case_id in noisy else r
+                dataclasses.replace(r, approved=False) if r.case_id in noisy else r
                 for r in train_recs
             ]
         train_cases = load_cases(train_recs, config.patch, labels_override=noisy)
