@@ -212,11 +212,11 @@ def _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, region, image):
     assert plane[y, x] >= 0.5
     world = np.asarray(overlay.data_to_world((step[0], y, x)))[-2:]
     h, w = added.shape[:2]
-    centre = np.asarray(viewer.camera.center[-2:])
+    centre = np.asarray(viewer.scene.camera.center[-2:])
     # the review app shows the radiological convention: world axes point up / left on screen
-    assert [str(o) for o in viewer.camera.orientation2d] == ["up", "left"]
-    flip = np.array([-1 if str(o) in ("up", "left") else 1 for o in viewer.camera.orientation2d])
-    row, col = (flip * (world - centre) * viewer.camera.zoom + np.array([h, w]) / 2).round().astype(int)
+    assert [str(o) for o in viewer.scene.camera.orientation2d] == ["up", "left"]
+    flip = np.array([-1 if str(o) in ("up", "left") else 1 for o in viewer.scene.camera.orientation2d])
+    row, col = (flip * (world - centre) * viewer.scene.camera.zoom + np.array([h, w]) / 2).round().astype(int)
     assert 0 <= row < h and 0 <= col < w, "the most uncertain voxel is off screen"
     assert np.abs(added[row, col]).sum() > 60, "the overlay adds nothing where uncertainty is highest"
 

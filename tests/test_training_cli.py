@@ -57,7 +57,17 @@ def test_training_one_network_plainly_writes_only_that_network(hippo_dir, tmp_pa
 def test_trusted_labels_are_never_put_under_correction_but_noisy_ones_are(hippo_dir, tmp_path):
     def run(out, *extra):
         argv = ["train", "--data", str(hippo_dir), "--out", str(out), "--epochs", "1", "--limit-cases", "4"]
-        argv += ["--val-cases", "1", "--batch-size", "2", "--device", "cpu", "--config", TINY, "--no-progress"]
+        argv += [
+            "--val-cases",
+            "1",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--config",
+            TINY,
+            "--no-progress",
+        ]
         assert main([*argv, *extra]) == 0
         row = next(csv.DictReader((out / "train_log.csv").open()))
         return ModelPair.load(out).card["training"], int(row["lc_voxels"])

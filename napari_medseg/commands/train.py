@@ -151,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
             noisy, used = corrupt_labels(clean, args.noise_fraction, seed=args.seed)
             changed = {c: int((noisy[c] != clean[c]).sum()) for c in noisy}
             train_recs = [
-                dataclasses.replace(r, approved=False) if r.case_id in noisy else r
-                for r in train_recs
+                dataclasses.replace(r, approved=False) if r.case_id in noisy else r for r in train_recs
             ]
         train_cases = load_cases(train_recs, config.patch, labels_override=noisy)
         val_cases = load_cases(val_recs, config.patch)

@@ -69,7 +69,7 @@ def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
     viewer.layers.selection.active = labels
     # Radiological convention: the display's world axes are (S, A, R) for an axial scan, so anterior goes
     # up and the patient's right to the screen's left (napari's default shows A down and R right).
-    viewer.camera.orientation2d = ("up", "left")
+    viewer.scene.camera.orientation2d = ("up", "left")
     viewer.reset_view()
     step = [s // 2 for s in to_display(session.image.array).shape]
     viewer.dims.current_step = tuple(step)
@@ -194,4 +194,6 @@ def centre_on(viewer: napari.Viewer, world: tuple[float, ...]) -> None:
     """Move the sliders of all three axes and the camera to ``world`` (mm, display axis order)."""
     viewer.dims.set_point(range(len(world)), world)
     displayed = list(viewer.dims.displayed)
-    viewer.camera.center = tuple(world[d] for d in displayed) if viewer.dims.ndisplay == 2 else tuple(world)
+    viewer.scene.camera.center = (
+        tuple(world[d] for d in displayed) if viewer.dims.ndisplay == 2 else tuple(world)
+    )
