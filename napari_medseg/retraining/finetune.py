@@ -49,8 +49,8 @@ class FinetuneOutcome:
     """What the epoch loop did: per-epoch rows, best epoch and why it stopped."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_metrics: dict[str, float] = field(default_factory=dict)
+    kept_epoch: int = 0
+    kept_metrics: dict[str, float] = field(default_factory=dict)
     stopped_by_budget: bool = False
     seconds: float = 0.0
 
@@ -104,11 +104,18 @@ def run_epochs(
     time_budget_s: float | None = None,
     on_epoch: EventFn | None = None,
     cancel: CancelToken | None = None,
+    keep: str = "best",
 ) -> FinetuneOutcome:
-    """Train ``trainer.cfg.epochs`` epochs (fewer if the budget runs out); best weights stay loaded.
+    """Train ``trainer.cfg.epochs`` epochs (fewer if the budget runs out).
 
+    ``keep="best"`` leaves the weights of the epoch with the best validation score loaded;
+    ``keep="last"`` leaves the last epoch's (use it when the validation cases also judge the result:
+    picking the epoch on them as well would bias that judgement upward). ``kept_epoch`` /
+    ``kept_metrics`` of the outcome describe the kept weights either way.
     Raises ``Cancelled`` when ``cancel`` fires (the trainer's nets are then left as they are).
     """
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', not {keep!r}")
     import torch
 
     trainer.loader = _CancellableLoader(trainer.loader, cancel)
@@ -142,9 +149,10 @@ def run_epochs(
                 **{k: round(float(v), 5) for k, v in metrics.items()},
             }
             out.history.append(row)
-            if score > best_score or best_state is None:
-                best_score, out.best_epoch, out.best_metrics = score, epoch + 1, dict(metrics)
-                best_state = {n: copy.deepcopy(net.state_dict()) for n, net in trainer.nets.items()}
+            if keep == "last" or score > best_score or out.kept_epoch == 0:
+                best_score, out.kept_epoch, out.kept_metrics = score, epoch + 1, dict(metrics)
+                if keep == "best":
+                    best_state = {n: copy.deepcopy(net.state_dict()) for n, net in trainer.nets.items()}
             if on_epoch is not None:
                 on_epoch(row)
             elapsed = time.perf_counter() - t_start

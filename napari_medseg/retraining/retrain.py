@@ -63,7 +63,7 @@ class RetrainResult:
         candidate_metrics, current_metrics: mean validation scores (``dice_mean``, ``dice_<class>``,
             ``hd95_mean`` in mm, ...) of both models on the same cases.
         trained_on, validation: ``"<case>:<version>"`` label versions used.
-        epochs_run, best_epoch: epochs trained; epoch whose weights were kept.
+        epochs_run, kept_epoch: epochs trained; epoch whose weights were kept.
         stopped_by_budget: training stopped before ``epochs`` because of the time budget.
         history: one dict per epoch (``epoch, loss, dice, ...``).
         seconds: wall time of the whole round.
@@ -79,7 +79,7 @@ class RetrainResult:
     trained_on: list[str] = field(default_factory=list)
     validation: list[str] = field(default_factory=list)
     epochs_run: int = 0
-    best_epoch: int = 0
+    kept_epoch: int = 0
     stopped_by_budget: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
@@ -313,8 +313,14 @@ def retrain(
         trainer = build_trainer(
             start, train_cases, val_cases, config, work, dev, card_training, model_id, info
         )
+        # the candidate is the last epoch: the validation cases judge promotion below, so letting
+        # them also pick the epoch would make every candidate look better than it is
         outcome = run_epochs(
-            trainer, time_budget_s, on_epoch=lambda row: emit({"stage": "train", **row}), cancel=cancel
+            trainer,
+            time_budget_s,
+            on_epoch=lambda row: emit({"stage": "train", **row}),
+            cancel=cancel,
+            keep="last",
         )
         result = RetrainResult(
             model_id=model_id,
@@ -322,7 +328,7 @@ def retrain(
             trained_on=trained_on,
             validation=validation,
             epochs_run=len(outcome.history) if info.is_main else trainer.epoch,
-            best_epoch=outcome.best_epoch,
+            kept_epoch=outcome.kept_epoch,
             stopped_by_budget=outcome.stopped_by_budget,
             history=outcome.history,
         )
@@ -340,7 +346,8 @@ def retrain(
             **card_training,
             "config": config.to_dict(),
             "epochs_trained": len(outcome.history),
-            "best_epoch": outcome.best_epoch,
+            "kept_epoch": outcome.kept_epoch,
+            "epoch_choice": "last epoch (the validation cases judge promotion, so they do not pick it)",
             "stopped_by_budget": outcome.stopped_by_budget,
             "device": dev,
             "world_size": info.world_size,
@@ -353,7 +360,7 @@ def retrain(
             patch_size=start.patch_size,
             preprocessing=start.card["preprocessing"].get("scheme", "zscore"),
             training=training,
-            metrics={"val_patch_dice": outcome.best_metrics, "epoch": outcome.best_epoch},
+            metrics={"val_patch_dice": outcome.kept_metrics, "epoch": outcome.kept_epoch},
             parent_model=start.model_id,
         )
         out_dir = candidate.save(work / "model")
