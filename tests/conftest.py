@@ -89,3 +89,15 @@ def real_batch(cases, n: int, size: tuple[int, int, int]):  # noqa: ANN201 - (Te
         xs.append(center_crop_or_pad(img, size))
         ys.append(center_crop_or_pad(lab, size, 0))
     return torch.from_numpy(np.stack(xs))[:, None], torch.from_numpy(np.stack(ys))
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_dialogs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may hang on a real modal question (e.g. the close guard while a viewer fixture is torn
+    down with unsaved edits): unsaved edits are discarded and yes/no questions answered no, unless
+    the test patches the question itself."""
+    from napari_medseg.widgets import _dialogs
+
+    monkeypatch.setattr(_dialogs, "ask_unsaved", lambda case_id: "discard")
+    monkeypatch.setattr(_dialogs, "ask_save_as_new", lambda message: False)
+    monkeypatch.setattr(_dialogs, "ask_break_lock", lambda message: False)

@@ -331,6 +331,29 @@ def test_unsaved_edits_are_not_dropped_when_switching_case(app, monkeypatch):
     assert ctrl.session.case_id == second
 
 
+def test_closing_the_window_with_unsaved_edits_asks_and_cancel_keeps_it_open(app, monkeypatch, qtbot):
+    ctrl, viewer = app.ctrl, app.viewer
+    case = app.panels["cases"].case_ids()[0]
+    assert ctrl.open_case(case)
+    viewer.layers[_layers.LABELS].paint((3, 20, 15), 2, refresh=True)
+    window = viewer.window._qt_window
+    asked = []
+    monkeypatch.setattr(_dialogs, "ask_unsaved", lambda case_id: asked.append(case_id) or "cancel")
+    window.close()  # the window's close button, File > Quit and viewer.close() all end here
+    qtbot.wait(50)
+    assert asked == [case] and window.isVisible()
+    assert ctrl.session.case_id == case and ctrl.session.has_unsaved_changes
+    monkeypatch.setattr(_dialogs, "ask_unsaved", lambda case_id: asked.append(case_id) or "save")
+    store = ctrl.session.store
+    before = store.latest_version(case).number
+    assert ctrl.close_guard is not None and ctrl.confirm_close()  # what the guard asks on the next close
+    assert asked == [case, case]
+    saved = store.latest_version(case)
+    assert saved.number == before + 1 and saved.author == "alice"
+    assert {c.case_id: c.lock_owner for c in store.cases()}[case] is None  # saved: lock given back
+    assert ctrl.session.case_id is None
+
+
 def test_stale_save_says_who_and_offers_a_new_version(app, monkeypatch):
     ctrl = app.ctrl
     case = app.panels["cases"].case_ids()[0]

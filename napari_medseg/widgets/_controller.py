@@ -38,10 +38,12 @@ def controller_for(viewer: napari.Viewer) -> ReviewController:
     viewer = unwrap(viewer)
     ctrl = _CONTROLLERS.get(viewer)
     if ctrl is None:
+        from napari_medseg.widgets._close_guard import install_close_guard
         from napari_medseg.widgets.shortcuts import install_shortcuts
 
         ctrl = _CONTROLLERS[viewer] = ReviewController(viewer)
         install_shortcuts(viewer, ctrl)
+        ctrl.close_guard = install_close_guard(viewer, ctrl)
     return ctrl
 
 
@@ -72,6 +74,7 @@ class ReviewController:
         self._progress_bar: Any = None
         self._relay: Any = None
         self.predict_options: dict[str, Any] = {"net": "pair", "device": "auto", "show_probabilities": False}
+        self.close_guard: Any = None
         self.prediction_progress.connect(self._on_progress)
 
     @property
@@ -120,6 +123,23 @@ class ReviewController:
             pass
         if not s.has_unsaved_changes:
             s.close_case()
+
+    def confirm_close(self) -> bool:
+        """The viewer is about to close: ask about unsaved edits; ``False`` = keep the window open.
+
+        Saved or discarded, the open case's lock is given back here.
+        """
+        s = self.session
+        if s is None or s.case_id is None:
+            return True
+        try:
+            if not self._leave_case():
+                return False
+        except RuntimeError:  # the viewer is already gone: nothing left to ask about
+            return True
+        self.cancel_prediction()
+        s.close_case(discard=True)
+        return True
 
     # ------------------------------------------------------------------ cases
     def _leave_case(self) -> bool:
