@@ -9,6 +9,7 @@ to write labels back on the source grid: ``affine`` (4×4 voxel → RAS+ mm), ``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,24 @@ LayerData = tuple[Any, dict[str, Any], str]
 LABEL_FOLDERS = ("labelstr", "labelsts", "labels", "labelsva")
 
 
-def _looks_like_dicom_folder(folder: Path, max_files: int = 16) -> bool:
-    files = [p for p in sorted(folder.iterdir())[: max_files * 4] if p.is_file()][:max_files]
-    for f in files:
-        try:
-            with open(f, "rb") as fh:
-                head = fh.read(132)
-        except OSError:
-            continue
-        if head[128:132] == b"DICM":
-            return True
+def _looks_like_dicom_folder(folder: Path, max_files: int = 16, max_depth: int = 4) -> bool:
+    """True when one of the first ``max_files`` files found (sub-folders up to ``max_depth`` deep, as
+    PACS/CD exports nest them; hidden entries skipped) carries the DICOM preamble ``DICM``."""
+    checked = 0
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        depth = len(Path(root).relative_to(folder).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if depth < max_depth else []
+        for name in sorted(f for f in files if not f.startswith(".")):
+            try:
+                with open(Path(root) / name, "rb") as fh:
+                    head = fh.read(132)
+            except OSError:
+                continue
+            if head[128:132] == b"DICM":
+                return True
+            checked += 1
+            if checked >= max_files:
+                return False
     return False
 
 

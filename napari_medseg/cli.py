@@ -16,7 +16,18 @@ from napari_medseg import __version__
 from napari_medseg.errors import MedsegError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("demo", "info", "store", "predict", "train", "evaluate", "failures", "retrain", "models")
+COMMANDS = (
+    "demo",
+    "info",
+    "store",
+    "predict",
+    "train",
+    "evaluate",
+    "failures",
+    "retrain",
+    "models",
+    "dicom_seg",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

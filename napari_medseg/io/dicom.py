@@ -17,10 +17,15 @@ deviations (missing slices, mixed stacks) and duplicate positions raise :class:`
 Several series in one folder are grouped by SeriesInstanceUID (files whose UID is empty are grouped by
 series number and description); :func:`list_series` lists them and :func:`load_series` needs
 ``series_uid`` to pick one.
+
+Files are found in the folder *and its sub-folders* (PACS/CD exports nest them, e.g.
+``PATIENT/STUDY/SERIES/IM0001``), walked in sorted order; hidden files and folders (name starting with
+``.``) and ``DICOMDIR`` index files are skipped, and so is any file pydicom cannot read as DICOM.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,14 +82,33 @@ def _is_image(ds: pydicom.Dataset) -> bool:
     )
 
 
+def _candidate_files(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (sub-folders included), sorted by path; hidden entries and DICOMDIR skipped.
+
+    Symbolic links to folders are not followed (no cycles); links to files are read like files.
+    """
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        base = Path(root)
+        for name in files:
+            if name.startswith(".") or name.upper() == "DICOMDIR":
+                continue
+            path = base / name
+            if path.is_file():
+                found.append(path)
+    return sorted(found)
+
+
 def _scan(folder: Path) -> dict[str, list[tuple[Path, pydicom.Dataset]]]:
-    """Headers (no pixels) of every DICOM image file in ``folder`` grouped by series; other files are skipped."""
+    """Headers (no pixels) of every DICOM image file under ``folder`` (sub-folders included) grouped by
+    series, each group in sorted path order; other files are skipped."""
     if not folder.exists():
         raise InputError(f"folder not found: {folder}")
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder")
     groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
-    for f in sorted(p for p in folder.iterdir() if p.is_file()):
+    for f in _candidate_files(folder):
         try:
             ds = pydicom.dcmread(str(f), stop_before_pixels=True)
         except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError):
@@ -220,6 +244,57 @@ def _stack(files: list[tuple[Path, pydicom.Dataset]], name: str) -> np.ndarray:
     return np.ascontiguousarray(vol.transpose(1, 0, 2)[:, ::-1, :])
 
 
+def _select(folder: Path, series_uid: str | None) -> tuple[str, list[tuple[Path, pydicom.Dataset]]]:
+    """The (uid, files) of the chosen series; InputError when it is ambiguous or unknown."""
+    groups = _scan(folder)
+    if series_uid is None:
+        if len(groups) > 1:
+            listing = "; ".join(s.line() for s in list_series(folder))
+            raise InputError(f"{folder} holds {len(groups)} series, choose one by its UID: {listing}")
+        series_uid = next(iter(groups))
+    if series_uid not in groups:
+        raise InputError(f"series {series_uid} is not in {folder}; found: {', '.join(sorted(groups))}")
+    return series_uid, groups[series_uid]
+
+
+@dataclass(frozen=True)
+class SortedSeries:
+    """The files of one series in the slice order :func:`load_series` uses, headers only (no pixels).
+
+    ``files[k]`` / ``headers[k]`` is the DICOM instance of slice ``k`` of ``load_series(...).array``,
+    whose shape is ``shape = (I=columns, J=rows, K=len(files))``; ``affine`` is the same voxel → RAS+ mm
+    matrix (see the module docstring for the voxel order).
+    """
+
+    uid: str
+    files: list[Path]
+    headers: list[pydicom.Dataset]
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+
+
+def sorted_series(folder: str | Path, series_uid: str | None = None) -> SortedSeries:
+    """Read the headers of one series and sort its slices exactly as :func:`load_series` does.
+
+    For writers that must address the source instances (e.g. DICOM SEG export) without decoding pixels.
+
+    Raises:
+        InputError: as :func:`load_series` (no series, ambiguous or unknown ``series_uid``, uneven slices).
+    """
+    folder = Path(folder)
+    series_uid, files = _select(folder, series_uid)
+    info = _info(series_uid, files)
+    check_dims((info.columns, info.rows, info.n_slices), f"series {series_uid}")
+    files, affine_lps, _ = _geometry(files, series_uid)
+    return SortedSeries(
+        uid=series_uid,
+        files=[p for p, _ in files],
+        headers=[d for _, d in files],
+        affine=LPS_TO_RAS @ affine_lps,
+        shape=(info.columns, info.rows, len(files)),
+    )
+
+
 def load_series(folder: str | Path, series_uid: str | None = None) -> Volume:
     """Load one DICOM series from ``folder`` as a Volume (see the module docstring for the voxel order).
 
@@ -233,15 +308,7 @@ def load_series(folder: str | Path, series_uid: str | None = None) -> Volume:
             uneven/missing slices, undecodable pixels.
     """
     folder = Path(folder)
-    groups = _scan(folder)
-    if series_uid is None:
-        if len(groups) > 1:
-            listing = "; ".join(s.line() for s in list_series(folder))
-            raise InputError(f"{folder} holds {len(groups)} series, choose one by its UID: {listing}")
-        series_uid = next(iter(groups))
-    if series_uid not in groups:
-        raise InputError(f"series {series_uid} is not in {folder}; found: {', '.join(sorted(groups))}")
-    files = groups[series_uid]
+    series_uid, files = _select(folder, series_uid)
     info = _info(series_uid, files)
     check_dims((info.columns, info.rows, info.n_slices), f"series {series_uid}")
     files, affine_lps, meta = _geometry(files, series_uid)
