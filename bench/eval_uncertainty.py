@@ -20,11 +20,15 @@ Maps (errors = voxels where the proposal differs from the reference label):
   unetr H, bsnet H     softmax entropy of one net alone, errors of that net's own proposal (baselines)
   bsnet H x band       the same in BS-Net's own boundary band
 
-Metrics:
+Metrics (first table):
   AUROC       uncertainty as a score for "voxel is an error", all voxels of all cases pooled (ties averaged)
   top5%       share of all error voxels that lie in each case's 5 % most uncertain voxels
   rho(score,Dice)  Spearman correlation over cases of the case score (sum of the map / foreground voxels)
                    with the proposal's mean foreground Dice (negative = higher score, worse case: wanted)
+
+Second table, regions as the viewer's "Next region" finds them (per case, then pooled): median regions per
+case, median share of the band taken by the largest region (near 1 = one useless shell), share of error
+voxels inside any region, and the lift of the top-3 regions (their error rate / the band's error rate).
 """
 
 from __future__ import annotations
@@ -61,6 +65,37 @@ def mean_dice(pred: np.ndarray, truth: np.ndarray, classes: list[int]) -> float:
     from napari_medseg.evaluation.metrics import case_metrics
 
     return case_metrics(pred, truth, classes, hd95=False)["dice_mean"]
+
+
+#: Maps and thresholds whose regions (what the reviewer jumps between) are scored in the second table.
+REGION_MAPS = ("pair H(mean) x band", "pair jsd x band")
+REGION_THRESHOLDS = (0.5, 0.7, 0.9)
+
+
+def region_stats(u: np.ndarray, err: np.ndarray, band: np.ndarray, threshold: float) -> dict[str, float]:
+    """Regions as the viewer finds them (``find_regions``: 26-connected, >= 5 voxels, ranked by size x mean):
+    count, largest region's share of the band, errors covered, and errors among the top-3 regions' voxels."""
+    from scipy import ndimage
+
+    from napari_medseg.inference.regions import DEFAULT_MIN_SIZE
+
+    comp, n = ndimage.label(u >= threshold, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(comp.ravel(), minlength=n + 1)
+    sums = np.bincount(comp.ravel(), weights=u.ravel(), minlength=n + 1)
+    keep = [k for k in range(1, n + 1) if sizes[k] >= DEFAULT_MIN_SIZE]
+    ranked = sorted(keep, key=lambda k: -sums[k])  # size x mean = sum
+    in_any = np.isin(comp, ranked) if ranked else np.zeros_like(err)
+    in_top = np.isin(comp, ranked[:3]) if ranked else np.zeros_like(err)
+    return {
+        "regions": len(ranked),
+        "largest_of_band": float(max((sizes[k] for k in ranked), default=0) / max(int(band.sum()), 1)),
+        "errors_covered": int((err & in_any).sum()),
+        "errors": int(err.sum()),
+        "top3_voxels": int(in_top.sum()),
+        "top3_errors": int((err & in_top).sum()),
+        "band_voxels": int(band.sum()),
+        "band_errors": int((err & band).sum()),
+    }
 
 
 def case_maps(pa: torch.Tensor, pb: torch.Tensor, radius: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -117,6 +152,7 @@ def main() -> None:
     pooled: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     top: dict[str, list[tuple[int, int]]] = {}
     per_case: dict[str, list[tuple[float, float]]] = {}
+    regions: dict[tuple[str, float], list[dict[str, float]]] = {}
     for rec in records:
         vol = load_volume(rec.image_path)
         truth = load_labels(rec.label_path, reference=vol).array.astype(np.int64)
@@ -129,6 +165,10 @@ def main() -> None:
             top.setdefault(name, []).append(top_share(u.ravel(), err.ravel()))
             fg = max(int((labels > 0).sum()), 1)
             per_case.setdefault(name, []).append((float(u.sum()) / fg, mean_dice(labels, truth, classes)))
+            if name in REGION_MAPS:
+                band = u > 0
+                for t in REGION_THRESHOLDS:
+                    regions.setdefault((name, t), []).append(region_stats(u, err, band, t))
 
     print(f"# model {pair.model_id} ({pair.checkpoint_hash}); {origin}; band radius {args.radius}")
     print(f"{'map':<22} {'AUROC':>6} {'top5%':>6} {'rho(score,Dice)':>16} {'mean Dice':>9} {'error vox':>9}")
@@ -150,6 +190,28 @@ def main() -> None:
         print(
             f"{name:<22} {r['auroc']:>6.3f} {r['top5']:>6.3f} {r['spearman']:>16.3f} {r['dice']:>9.3f} {r['errors']:>9d}"
         )
+    print()
+    print("# regions (what Next region jumps between); lift = error rate in the top-3 regions / in the band")
+    print(
+        f"{'map':<22} {'thr':>4} {'regions/case':>12} {'largest/band':>12} {'errors covered':>14} {'top3 lift':>9}"
+    )
+    region_results = {}
+    for (name, t), rows in regions.items():
+        tot = {k: sum(r[k] for r in rows) for k in rows[0]}
+        top3_rate = tot["top3_errors"] / max(tot["top3_voxels"], 1)
+        base_rate = tot["band_errors"] / max(tot["band_voxels"], 1)
+        rr = {
+            "regions_per_case": float(np.median([r["regions"] for r in rows])),
+            "largest_of_band": float(np.median([r["largest_of_band"] for r in rows])),
+            "errors_covered": tot["errors_covered"] / max(tot["errors"], 1),
+            "top3_lift": top3_rate / base_rate if base_rate else float("nan"),
+        }
+        region_results[f"{name} @ {t}"] = rr
+        print(
+            f"{name:<22} {t:>4.1f} {rr['regions_per_case']:>12.1f} {rr['largest_of_band']:>12.3f} "
+            f"{rr['errors_covered']:>14.3f} {rr['top3_lift']:>9.2f}"
+        )
+    results["regions"] = region_results
     if args.json:
         from napari_medseg.io.atomic import atomic_write_bytes
 

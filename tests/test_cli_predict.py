@@ -42,7 +42,7 @@ def test_predict_writes_labels_uncertainty_and_regions_on_the_source_grid(
         assert img.shape == src.shape
         np.testing.assert_allclose(img.affine, src.affine, atol=1e-5)
     info = json.loads((out / f"{case}_regions.json").read_text())
-    assert info["model_id"] == "tiny-cli" and info["net"] == "pair" and info["method"] == "jsd"
+    assert info["model_id"] == "tiny-cli" and info["net"] == "pair" and info["method"] == "entropy"
     scores = [r["score"] for r in info["regions"]]
     assert scores == sorted(scores, reverse=True)
     assert case in capsys.readouterr().out

@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-#: Default uncertainty threshold for a voxel to belong to a region (0..1 scale; for the JSD map 0.5 =
-#: the two nets' distributions are half-way to disjoint; 0.2 merged whole boundary shells on hippocampus).
-DEFAULT_THRESHOLD = 0.5
+#: Default uncertainty threshold for a voxel to belong to a region (0..1 scale). For the default map
+#: (entropy of the pair's mean, bits capped at 1) 0.7 gives a few regions per hippocampus case that
+#: hold most error voxels; 0.5 merges much of the boundary shell into one region, 0.9 leaves about
+#: one region per case (bench/eval_uncertainty.py, second table).
+DEFAULT_THRESHOLD = 0.7
 #: Components smaller than this many voxels are dropped as noise.
 DEFAULT_MIN_SIZE = 5
 

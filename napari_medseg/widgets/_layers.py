@@ -32,7 +32,7 @@ PROB_PREFIX = "p(foreground) "
 #: Default uncertainty overlay look.
 OVERLAY_COLORMAP = "inferno"
 OVERLAY_OPACITY = 0.8
-OVERLAY_THRESHOLD = 0.2  # = the region threshold (inference.regions.DEFAULT_THRESHOLD)
+OVERLAY_THRESHOLD = 0.2  # shown from here up (regions start at inference.regions.DEFAULT_THRESHOLD)
 
 
 def get(viewer: napari.Viewer, name: str):  # noqa: ANN201 - a napari layer or None
