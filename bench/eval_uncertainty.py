@@ -73,21 +73,18 @@ REGION_THRESHOLDS = (0.5, 0.7, 0.9)
 
 
 def region_stats(u: np.ndarray, err: np.ndarray, band: np.ndarray, threshold: float) -> dict[str, float]:
-    """Regions as the viewer finds them (``find_regions``: 26-connected, >= 5 voxels, ranked by size x mean):
+    """Regions exactly as the viewer finds them (``inference.regions.region_labels``), ranked by size x mean:
     count, largest region's share of the band, errors covered, and errors among the top-3 regions' voxels."""
-    from scipy import ndimage
+    from napari_medseg.inference.regions import region_labels
 
-    from napari_medseg.inference.regions import DEFAULT_MIN_SIZE
-
-    comp, n = ndimage.label(u >= threshold, structure=np.ones((3, 3, 3), dtype=bool))
+    comp, n = region_labels(u, threshold)
     sizes = np.bincount(comp.ravel(), minlength=n + 1)
     sums = np.bincount(comp.ravel(), weights=u.ravel(), minlength=n + 1)
-    keep = [k for k in range(1, n + 1) if sizes[k] >= DEFAULT_MIN_SIZE]
-    ranked = sorted(keep, key=lambda k: -sums[k])  # size x mean = sum
-    in_any = np.isin(comp, ranked) if ranked else np.zeros_like(err)
+    ranked = sorted(range(1, n + 1), key=lambda k: -sums[k])  # size x mean = sum
+    in_any = comp > 0
     in_top = np.isin(comp, ranked[:3]) if ranked else np.zeros_like(err)
     return {
-        "regions": len(ranked),
+        "regions": n,
         "largest_of_band": float(max((sizes[k] for k in ranked), default=0) / max(int(band.sum()), 1)),
         "errors_covered": int((err & in_any).sum()),
         "errors": int(err.sum()),
@@ -153,6 +150,7 @@ def main() -> None:
     top: dict[str, list[tuple[int, int]]] = {}
     per_case: dict[str, list[tuple[float, float]]] = {}
     regions: dict[tuple[str, float], list[dict[str, float]]] = {}
+    case_scores: dict[str, list[float]] = {}  # score variants of the shipped map, for the case queue
     for rec in records:
         vol = load_volume(rec.image_path)
         truth = load_labels(rec.label_path, reference=vol).array.astype(np.int64)
@@ -165,6 +163,15 @@ def main() -> None:
             top.setdefault(name, []).append(top_share(u.ravel(), err.ravel()))
             fg = max(int((labels > 0).sum()), 1)
             per_case.setdefault(name, []).append((float(u.sum()) / fg, mean_dice(labels, truth, classes)))
+            if name == REGION_MAPS[0]:
+                band_n = max(int((u > 0).sum()), 1)
+                for key, val in (
+                    ("sum / foreground (shipped)", float(u.sum()) / fg),
+                    ("mean in band", float(u.sum()) / band_n),
+                    ("voxels >= 0.7 / foreground", float((u >= 0.7).sum()) / fg),
+                    ("voxels >= 0.9 / foreground", float((u >= 0.9).sum()) / fg),
+                ):
+                    case_scores.setdefault(key, []).append(val)
             if name in REGION_MAPS:
                 band = u > 0
                 for t in REGION_THRESHOLDS:
@@ -212,6 +219,14 @@ def main() -> None:
             f"{rr['errors_covered']:>14.3f} {rr['top3_lift']:>9.2f}"
         )
     results["regions"] = region_results
+    print()
+    print(f"# case score variants of {REGION_MAPS[0]}: Spearman with the case's mean Dice (negative = good)")
+    dices = np.array(per_case[REGION_MAPS[0]])[:, 1]
+    results["case_scores"] = {}
+    for key, vals in case_scores.items():
+        rho = float(spearmanr(vals, dices).statistic) if len(vals) > 2 else float("nan")
+        results["case_scores"][key] = rho
+        print(f"{key:<30} {rho:>7.3f}")
     if args.json:
         from napari_medseg.io.atomic import atomic_write_bytes
 

@@ -143,7 +143,7 @@ def test_full_review_loop_on_real_cases(app, qtbot):
     expected = np.asarray(region.centroid_voxel)[::-1] * np.asarray(image.scale) + np.asarray(image.translate)
     np.testing.assert_allclose(viewer.dims.point, expected, atol=1.0)
     assert tuple(viewer.dims.point) != before
-    _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, region, image)
+    _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, pred.regions[0], image)
     ctrl.step_region(1)
     assert panels["uncertainty"].region_list.currentRow() == ctrl.region_index
 
@@ -183,7 +183,8 @@ def test_full_review_loop_on_real_cases(app, qtbot):
 
 
 def _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, region, image):
-    """Screenshots with and without the overlay: inferno colour is added where uncertainty is highest."""
+    """Screenshots with and without the overlay after jumping to ``region`` (the first): inferno colour
+    is added where that region's uncertainty is highest."""
     import os
     from pathlib import Path
 
@@ -205,10 +206,14 @@ def _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, region, image):
         )
     added = with_overlay[..., :3].astype(int) - without[..., :3].astype(int)
 
-    # the most uncertain voxel of the displayed slice, on screen
+    # the most uncertain voxel of the region we jumped to, in the displayed slice, on screen
     step = viewer.dims.current_step
-    plane = np.asarray(np.asarray(overlay.data)[step[0]], dtype=np.float32)
-    y, x = np.unravel_index(np.argmax(plane), plane.shape)
+    plane = np.asarray(np.asarray(overlay.data)[step[0]], dtype=np.float32)  # (J, I) at slice k
+    (i0, j0, k0), (i1, j1, k1) = region.bbox
+    assert k0 <= step[0] < k1, "the displayed slice does not cross the region"
+    inside = np.zeros(plane.shape, dtype=bool)
+    inside[j0:j1, i0:i1] = True
+    y, x = np.unravel_index(np.argmax(np.where(inside, plane, -1.0)), plane.shape)
     assert plane[y, x] >= 0.5
     world = np.asarray(overlay.data_to_world((step[0], y, x)))[-2:]
     h, w = added.shape[:2]

@@ -57,3 +57,27 @@ def test_diagonal_neighbours_form_one_region():
     for k in range(5):
         u[k, k, k] = 0.9
     assert [r.size for r in find_regions(u, min_size=1)] == [5]
+
+
+def test_a_long_uncertain_sheet_is_split_into_compact_places_around_its_peaks():
+    # a 3-voxel-thick sheet 40 voxels long (like the shell along a structure's boundary), two peaks
+    u = np.zeros((48, 12, 12), np.float32)
+    i = np.arange(40)
+    u[4:44, 4:7, 4:8] = (
+        0.75 + 0.2 * np.exp(-(((i - 8) / 5.0) ** 2)) + 0.2 * np.exp(-(((i - 32) / 5.0) ** 2))
+    )[:, None, None]
+    whole = find_regions(u, threshold=0.7, split_size=None)
+    assert [r.size for r in whole] == [40 * 3 * 4]
+    parts = find_regions(u, threshold=0.7, split_size=12)
+    assert len(parts) >= 2
+    assert sum(r.size for r in parts) == 40 * 3 * 4  # every voxel still belongs to a region
+    assert all(r.bbox[1][0] - r.bbox[0][0] < 40 for r in parts)
+    peaks = sorted(round(r.centroid_voxel[0]) for r in parts[:2])
+    assert abs(peaks[0] - 12) <= 6 and abs(peaks[1] - 36) <= 6  # one place around each peak (4 + 8, 4 + 32)
+
+
+def test_region_labels_number_the_regions_without_gaps():
+    from napari_medseg.inference.regions import region_labels
+
+    labels, n = region_labels(planted(), threshold=0.2, min_size=5)
+    assert n == 3 and sorted(np.unique(labels).tolist()) == [0, 1, 2, 3]
