@@ -17,7 +17,7 @@ DESCRIPTION = (
     "Open napari with the napari-medseg panels on a demo case store made from the bundled hippocampus "
     "MRI cases (created on first use in your data folder, or in --store). The model pair scores every "
     "case, the most uncertain one opens, and its proposed segmentation appears with the uncertainty "
-    "heat map (where the two networks disagree). Correct it, save a version and approve it, as you "
+    "heat map (where the two networks disagree or are unsure). Correct it, save a version and approve it, as you "
     "would with your own cases."
 )
 

@@ -10,8 +10,8 @@ HELP = "Segment scans with the model pair and map where its two networks disagre
 DESCRIPTION = (
     "Run the segmentation model on one or more scans (NIfTI files or DICOM series folders) and write, "
     "for each scan, on the scan's own voxel grid: <case>_label.nii.gz (the proposed segmentation), "
-    "<case>_uncertainty.nii.gz (0 = the two networks agree, 1 = they disagree completely, near the "
-    "structure boundaries) and <case>_regions.json (the uncertain regions, most important first, with "
+    "<case>_uncertainty.nii.gz (near the structure boundaries: 0 = the two networks agree and are sure, "
+    "1 = they disagree, or together are split evenly between two classes) and <case>_regions.json (the uncertain regions, most important first, with "
     "their positions in voxels and millimetres). With --store, every case of a case store that has no "
     "model proposal yet gets one, saved as a new label version marked as a proposal, with its case "
     "uncertainty score for the review queue."

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 STEPS = (
     "1. Cases: open a store, open the most uncertain case (it is locked for you).",
-    "2. Predict: run the pair; the heat map shows where UNETR and BS-Net disagree.",
+    "2. Predict: run the pair; the heat map shows where UNETR and BS-Net disagree or are unsure.",
     "3. Uncertainty: jump from region to region; fix the labels with the paint/erase tools.",
     "4. Review: accept the proposal, edit, save a version, then approve or send back.",
     "5. Next case (Alt-N). Every save is a new version with its provenance.",
