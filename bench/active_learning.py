@@ -80,6 +80,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--time-budget", type=float, default=None, metavar="MIN", help="training minutes per round"
     )
+    p.add_argument(
+        "--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES), help="strategies to run"
+    )
+    p.add_argument(
+        "--method",
+        default=None,
+        help="uncertainty map whose case score picks cases (default: the shipped default map)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -168,7 +176,13 @@ def test_dice(model_dir: Path, test: list[Any], device: str) -> tuple[float, flo
 
 
 def select(
-    strategy: str, model_dir: Path, candidates: list[Any], k: int, device: str, rng: random.Random
+    strategy: str,
+    model_dir: Path,
+    candidates: list[Any],
+    k: int,
+    device: str,
+    rng: random.Random,
+    method: str,
 ) -> list[str]:
     """``k`` case ids to label next: most uncertain under ``model_dir``, or a random draw."""
     if strategy == "random":
@@ -179,7 +193,9 @@ def select(
 
     pair = ModelPair.load(model_dir)
     scores = {
-        r.case_id: predict_volume(load_volume(r.image_path), pair, device=device, keep_probs=False).score
+        r.case_id: predict_volume(
+            load_volume(r.image_path), pair, device=device, keep_probs=False, method=method
+        ).score
         for r in candidates
     }
     return sorted(sorted(scores, key=lambda c: -scores[c])[:k])
@@ -223,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         start = args.start or train_start(args, initial, by_id, classes)
     always = PromotionRule(min_delta=-1.0, max_class_drop=None)  # keep the chain going every round
     rows: list[dict[str, Any]] = []
-    picks: dict[str, list[list[str]]] = {s: [] for s in STRATEGIES}
-    for strategy in STRATEGIES:
+    from napari_medseg.inference.uncertainty import DEFAULT_METHOD
+
+    method = args.method or DEFAULT_METHOD
+    picks: dict[str, list[list[str]]] = {s: [] for s in args.strategies}
+    for strategy in args.strategies:
         root = args.out / f"store-{strategy}"
         store = CaseStore.init(root, name=f"al-{strategy}", labels=classes)
         for case in initial:
@@ -270,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             unlabelled = [r for r in pool if r.case_id not in labelled]
             if not unlabelled:
                 break
-            chosen = select(strategy, model_dir, unlabelled, args.per_round, args.device, rng)
+            chosen = select(strategy, model_dir, unlabelled, args.per_round, args.device, rng, method)
             picks[strategy].append(chosen)
             store = CaseStore.open(root)
             for case in chosen:
@@ -288,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "pool_size": len(pool),
         "initial": initial,
         "selected": picks,
+        "selection_method": method,
         "rows": rows,
         "seconds": round(time.perf_counter() - t0, 1),
     }
