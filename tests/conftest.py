@@ -56,6 +56,23 @@ def make_tiny_pair_dir(folder: Path, model_id: str = "tiny-pair", seed: int = 0)
     return pair.save(folder)
 
 
+def store_with_tiny_model(folder: Path, cases, n_approved: int, model_id: str) -> Path:
+    """A hippocampus case store in ``folder/store`` holding ``cases`` (the first ``n_approved`` approved)
+    whose registry's current model is a fresh tiny pair called ``model_id``."""
+    from napari_medseg.registry import ModelRegistry
+    from napari_medseg.store import CaseStore
+
+    root = folder / "store"
+    store = CaseStore.init(root, name="hippo", labels={0: "background", 1: "anterior", 2: "posterior"})
+    for i, (image, label) in enumerate(cases):
+        store.import_case(image, label, approved=i < n_approved)
+    store.close()
+    registry = ModelRegistry(root)
+    registry.register(make_tiny_pair_dir(folder / "tiny", model_id=model_id), {})
+    registry.promote(model_id)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny random pair (session-wide, read-only by convention)."""

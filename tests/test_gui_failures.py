@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_tiny_pair_dir
-
-from napari_medseg.registry import ModelRegistry
+from conftest import store_with_tiny_model
 
 #: Where the panel picture goes: a temp folder, or docs/screenshots when refreshing the docs
 #: (MEDSEG_SCREENSHOT_DIR=docs/screenshots), so a test run never modifies the checkout.
@@ -20,17 +18,7 @@ MAGENTA, CYAN = np.array([255, 0, 255]), np.array([0, 255, 255])
 
 @pytest.fixture
 def store_root(tmp_path, hippo_cases):
-    from napari_medseg.store import CaseStore
-
-    root = tmp_path / "store"
-    store = CaseStore.init(root, name="hippo", labels={0: "background", 1: "anterior", 2: "posterior"})
-    for i, (image, label) in enumerate(hippo_cases[:4]):
-        store.import_case(image, label, approved=i < 3)
-    store.close()
-    registry = ModelRegistry(root)
-    registry.register(make_tiny_pair_dir(tmp_path / "tiny", model_id="tiny-current"), {})
-    registry.promote("tiny-current")
-    return root
+    return store_with_tiny_model(tmp_path, hippo_cases[:4], n_approved=3, model_id="tiny-current")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import make_tiny_pair_dir
+from conftest import store_with_tiny_model
 
 from napari_medseg.registry import ModelRegistry
 
@@ -18,18 +18,8 @@ SCREENSHOTS = Path(os.environ.get("MEDSEG_SCREENSHOT_DIR", tempfile.gettempdir()
 
 @pytest.fixture
 def store_root(tmp_path, hippo_cases, monkeypatch):
-    from napari_medseg.store import CaseStore
-
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the training process inherits it
-    root = tmp_path / "store"
-    store = CaseStore.init(root, name="hippo", labels={0: "background", 1: "anterior", 2: "posterior"})
-    for i, (image, label) in enumerate(hippo_cases[:3]):
-        store.import_case(image, label, approved=i < 2)
-    store.close()
-    registry = ModelRegistry(root)
-    registry.register(make_tiny_pair_dir(tmp_path / "tiny", model_id="tiny-start"), {})
-    registry.promote("tiny-start")
-    return root
+    return store_with_tiny_model(tmp_path, hippo_cases[:3], n_approved=2, model_id="tiny-start")
 
 
 @pytest.fixture
