@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import make_tiny_pair_dir
+from conftest import make_tiny_pair_dir, store_with_tiny_model
 
 from napari_medseg.evaluation.failures import (
     FALSE_NEGATIVE,
@@ -89,16 +89,9 @@ def test_empty_report_still_draws_a_histogram(tmp_path):
 
 def test_failures_command_prints_worst_first_table_and_writes_report(tmp_path, hippo_cases, capsys):
     from napari_medseg.commands.failures import main
-    from napari_medseg.registry import ModelRegistry
-    from napari_medseg.store import CaseStore
 
-    root = tmp_path / "store"
-    store = CaseStore.init(root, name="hippo", labels={0: "background", 1: "anterior", 2: "posterior"})
-    for image, label in hippo_cases[:2]:
-        store.import_case(image, label, approved=True)
-    store.close()
-    ModelRegistry(root).register(make_tiny_pair_dir(tmp_path / "tiny", model_id="tiny-cli"), {})
-    ModelRegistry(root).promote("tiny-cli")  # no --model: the store's current model is used
+    # no --model: the store's current model is used
+    root = store_with_tiny_model(tmp_path, hippo_cases[:2], n_approved=2, model_id="tiny-cli")
     code = main(["--store", str(root), "--report", str(tmp_path / "out"), "--device", "cpu", "--no-hd95"])
     out = capsys.readouterr().out
     assert code == 0 and "model tiny-cli" in out
@@ -110,16 +103,8 @@ def test_failures_command_prints_worst_first_table_and_writes_report(tmp_path, h
 
 def test_evaluate_with_store_writes_the_failures_report(tmp_path, hippo_cases, capsys):
     from napari_medseg.cli import main
-    from napari_medseg.registry import ModelRegistry
-    from napari_medseg.store import CaseStore
 
-    root = tmp_path / "store"
-    store = CaseStore.init(root, name="hippo", labels={0: "background", 1: "anterior", 2: "posterior"})
-    for image, label in hippo_cases[:2]:
-        store.import_case(image, label, approved=True)
-    store.close()
-    ModelRegistry(root).register(make_tiny_pair_dir(tmp_path / "tiny", model_id="tiny-eval"), {})
-    ModelRegistry(root).promote("tiny-eval")
+    root = store_with_tiny_model(tmp_path, hippo_cases[:2], n_approved=2, model_id="tiny-eval")
     args = [
         "evaluate",
         "--store",
