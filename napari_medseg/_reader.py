@@ -9,8 +9,8 @@ to write labels back on the source grid: ``affine`` (4×4 voxel → RAS+ mm), ``
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +24,18 @@ LABEL_FOLDERS = ("labelstr", "labelsts", "labels", "labelsva")
 
 
 def _looks_like_dicom_folder(folder: Path, max_files: int = 16, max_depth: int = 4) -> bool:
-    """True when one of the first ``max_files`` files found (sub-folders up to ``max_depth`` deep, as
-    PACS/CD exports nest them; hidden entries skipped) carries the DICOM preamble ``DICM``."""
-    checked = 0
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        depth = len(Path(root).relative_to(folder).parts)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if depth < max_depth else []
-        for name in sorted(f for f in files if not f.startswith(".")):
-            try:
-                with open(Path(root) / name, "rb") as fh:
-                    head = fh.read(132)
-            except OSError:
-                continue
-            if head[128:132] == b"DICM":
-                return True
-            checked += 1
-            if checked >= max_files:
-                return False
+    """True when one of the first ``max_files`` candidate files (the DICOM loader's own walk, sub-folders
+    up to ``max_depth`` deep, as PACS/CD exports nest them) carries the DICOM preamble ``DICM``."""
+    from napari_medseg.io.dicom import iter_candidate_files
+
+    for path in islice(iter_candidate_files(folder, max_depth), max_files):
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(132)
+        except OSError:
+            continue
+        if head[128:132] == b"DICM":
+            return True
     return False
 
 

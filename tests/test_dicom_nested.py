@@ -81,14 +81,14 @@ def test_sorted_series_matches_load_series(flat, nested):
 
 
 def test_nested_walk_is_deterministic_and_skips_junk(nested):
-    from napari_medseg.io.dicom import _candidate_files
+    from napari_medseg.io.dicom import iter_candidate_files
 
-    files = _candidate_files(nested)
-    assert files == sorted(files)
+    files = list(iter_candidate_files(nested))
     names = {p.name for p in files}
     assert "notes.txt" in names  # offered to pydicom, which skips it
     assert not {"DICOMDIR", ".hidden-copy", "IM9999"} & names
-    assert _candidate_files(nested) == files
+    assert list(iter_candidate_files(nested)) == files  # same order every time
+    assert list(iter_candidate_files(nested, max_depth=0)) == [p for p in files if p.parent == nested]
 
 
 def test_folder_with_only_junk_in_sub_folders_is_refused(tmp_path):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,22 +83,21 @@ def _is_image(ds: pydicom.Dataset) -> bool:
     )
 
 
-def _candidate_files(folder: Path) -> list[Path]:
-    """Every file under ``folder`` (sub-folders included), sorted by path; hidden entries and DICOMDIR skipped.
-
-    Symbolic links to folders are not followed (no cycles); links to files are read like files.
+def iter_candidate_files(folder: Path, max_depth: int | None = None) -> Iterator[Path]:
+    """Files under ``folder`` that may be DICOM, folder by folder (each folder's files sorted, then its
+    sorted sub-folders, at most ``max_depth`` levels down); hidden entries and DICOMDIR index files are
+    skipped. Symbolic links to folders are not followed (no cycles); links to files are yielded.
     """
-    found: list[Path] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        base = Path(root)
-        for name in files:
+        depth = len(Path(root).relative_to(folder).parts)
+        keep_going = max_depth is None or depth < max_depth
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if keep_going else []
+        for name in sorted(files):
             if name.startswith(".") or name.upper() == "DICOMDIR":
                 continue
-            path = base / name
+            path = Path(root) / name
             if path.is_file():
-                found.append(path)
-    return sorted(found)
+                yield path
 
 
 def _scan(folder: Path) -> dict[str, list[tuple[Path, pydicom.Dataset]]]:
@@ -108,7 +108,7 @@ def _scan(folder: Path) -> dict[str, list[tuple[Path, pydicom.Dataset]]]:
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder")
     groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
-    for f in _candidate_files(folder):
+    for f in sorted(iter_candidate_files(folder)):
         try:
             ds = pydicom.dcmread(str(f), stop_before_pixels=True)
         except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError):
