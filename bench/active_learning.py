@@ -119,23 +119,32 @@ def make_random_start(folder: Path, arch: Path, seed: int) -> Path:
     ).save(folder)
 
 
+def labelled_store(root: Path, cases: list[str], by_id: dict[str, Any], classes, model: Path, reason: str):
+    """A case store in ``root`` holding ``cases`` with their reference labels approved (the "oracle"),
+    whose registry's current model is ``model``; returns the registry."""
+    from napari_medseg.registry import ModelRegistry
+    from napari_medseg.store import CaseStore
+
+    store = CaseStore.init(root, name=f"al-{root.name}", labels=classes)
+    for case in cases:
+        store.import_case(by_id[case].image_path, by_id[case].label_path, approved=True, author="oracle")
+    store.close()
+    registry = ModelRegistry(root)
+    registry.register(model, {})
+    registry.promote(registry.entries()[0].model_id, reason=reason)
+    return registry
+
+
 def train_start(args: argparse.Namespace, initial: list[str], by_id: dict[str, Any], classes) -> Path:
     """The start model: random weights trained ``--start-epochs`` epochs on the initial cases only."""
     from napari_medseg import RESOURCES_DIR
-    from napari_medseg.registry import ModelRegistry, PromotionRule
+    from napari_medseg.registry import PromotionRule
     from napari_medseg.retraining import retrain
-    from napari_medseg.store import CaseStore
 
     root = args.out / "store-start"
-    store = CaseStore.init(root, name="al-start", labels=classes)
-    for case in initial:
-        store.import_case(by_id[case].image_path, by_id[case].label_path, approved=True, author="oracle")
-    store.close()
     arch = args.arch or RESOURCES_DIR / "models" / "default"
     init = make_random_start(args.out / "random-init", arch, args.seed)
-    registry = ModelRegistry(root)
-    registry.register(init, {})
-    registry.promote(registry.entries()[0].model_id, reason="random weights")
+    registry = labelled_store(root, initial, by_id, classes, init, reason="random weights")
     result = retrain(
         root,
         epochs=args.start_epochs,
@@ -146,7 +155,7 @@ def train_start(args: argparse.Namespace, initial: list[str], by_id: dict[str, A
     print(
         f"start model {result.model_id} trained on {len(initial)} cases in {result.seconds:.0f}s", flush=True
     )
-    return ModelRegistry(root).current_model_dir()
+    return registry.current_model_dir()
 
 
 def split_pool(records: list[Any], n_test: int, n_initial: int, pool_limit: int | None, seed: int):
@@ -220,8 +229,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from napari_medseg.inference.uncertainty import DEFAULT_METHOD
     from napari_medseg.io.atomic import atomic_write_bytes
-    from napari_medseg.registry import ModelRegistry, PromotionRule
+    from napari_medseg.registry import PromotionRule
     from napari_medseg.retraining import retrain
     from napari_medseg.store import CaseStore
     from napari_medseg.training.data import cases_from_msd, read_classes
@@ -239,19 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         start = args.start or train_start(args, initial, by_id, classes)
     always = PromotionRule(min_delta=-1.0, max_class_drop=None)  # keep the chain going every round
     rows: list[dict[str, Any]] = []
-    from napari_medseg.inference.uncertainty import DEFAULT_METHOD
-
     method = args.method or DEFAULT_METHOD
     picks: dict[str, list[list[str]]] = {s: [] for s in args.strategies}
     for strategy in args.strategies:
         root = args.out / f"store-{strategy}"
-        store = CaseStore.init(root, name=f"al-{strategy}", labels=classes)
-        for case in initial:
-            store.import_case(by_id[case].image_path, by_id[case].label_path, approved=True, author="oracle")
-        store.close()
-        registry = ModelRegistry(root)
-        registry.register(start, {})
-        registry.promote(ModelRegistry(root).entries()[0].model_id, reason="active-learning start model")
+        registry = labelled_store(root, initial, by_id, classes, start, reason="active-learning start model")
         rng = random.Random(args.seed + 1)
         labelled = set(initial)
         for rnd in range(args.rounds + 1):
