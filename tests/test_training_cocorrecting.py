@@ -55,3 +55,79 @@ def test_checkpoint_resumes_nets_labels_and_epoch(hippo_dir, tmp_path):
         for p, q in zip(tr.nets[name].parameters(), again.nets[name].parameters(), strict=True):
             assert torch.equal(p, q)
     assert again.optimizer.state_dict()["state"].keys() == tr.optimizer.state_dict()["state"].keys()
+
+
+def _mixed_trainer(hippo_dir, tmp_path):
+    """4 cases: 0 and 1 approved (trusted), 2 and 3 not; every case admitted to label correction."""
+    import dataclasses
+
+    recs = cases_from_msd(hippo_dir)[:5]
+    recs = [dataclasses.replace(r, approved=i < 2) for i, r in enumerate(recs)]
+    cfg = TrainConfig(**{**TINY, "batch_size": 2, "epochs": 4, "forget_ramp_epochs": 1})
+    tr = CoCorrectingTrainer(load_cases(recs[:4], cfg.patch), load_cases(recs[4:], cfg.patch), cfg, tmp_path)
+    tr.correction.admitted[:] = True
+    return tr
+
+
+def _step_inputs(tr, batch):
+    from napari_medseg.training.cocorrecting import voxel_ce
+    from napari_medseg.training.data import flat_canonical_index
+
+    given = batch["label"]
+    flat = flat_canonical_index(batch["coords"], [tr.shapes[i] for i in batch["index"].tolist()])
+    corr = tr.correction.targets(batch["index"], flat, given)
+    with torch.no_grad():
+        logits = {n: tr._forward(n, batch["image"])[0].float() for n in tr.nets}
+    probs = {n: torch.softmax(v, 1) for n, v in logits.items()}
+    return given, corr, probs, {n: voxel_ce(v, corr.target) for n, v in logits.items()}
+
+
+def test_approved_labels_are_never_dropped_nor_corrected(hippo_dir, tmp_path):
+    tr = _mixed_trainer(hippo_dir, tmp_path)
+    with torch.no_grad():  # make every label-distribution voxel disagree with its given label
+        tr.correction.logits.copy_(-tr.correction.logits)
+    batch = tr.loader.batch([0, 2])  # one approved, one unapproved sample
+    given, corr, probs, losses = _step_inputs(tr, batch)
+    tr.noise_estimate = 0.4  # as if the unapproved labels were 40 % noisy at the boundary
+    tr.peer_scores = {"unetr": 0.8, "bsnet": 0.8}
+    weights, forget = tr.voxel_weights(batch["approved"], given, probs, losses, epoch=3)
+    assert forget > 0.3
+    for w in weights.values():
+        assert bool((w[0] == 1).all())  # the approved sample: every voxel kept
+        assert bool((w[1] == 0).any())  # the unapproved one: some band voxels dropped
+    onehot = torch.nn.functional.one_hot(given[0], 3).permute(3, 0, 1, 2).float()
+    assert torch.equal(corr.target[0], onehot)  # approved: the given label, exactly
+    assert not bool(corr.corrected[0].any())
+    assert bool(corr.corrected[1].any())  # unapproved: its band follows the learnable labels
+
+
+def test_a_weak_peer_stops_choosing_for_its_partner(hippo_dir, tmp_path):
+    from napari_medseg.models.boundary import boundary_band
+    from napari_medseg.training.selection import small_loss_mask
+
+    tr = _mixed_trainer(hippo_dir, tmp_path)
+    batch = tr.loader.batch([2, 3])
+    given, _, probs, losses = _step_inputs(tr, batch)
+    band = boundary_band(given, tr.cfg.band_radius)[:, 0]
+    tr.peer_scores = {"unetr": 0.40, "bsnet": 0.85}  # UNETR far behind
+    tr.noise_estimate = 0.3
+    weights, forget = tr.voxel_weights(batch["approved"], given, probs, losses, epoch=3)
+    assert forget > 0
+    own = {n: small_loss_mask(losses[n], forget, band).float() for n in tr.nets}
+    assert torch.equal(weights["bsnet"], own["bsnet"])  # BS-Net picks its own voxels
+    assert torch.equal(weights["unetr"], own["bsnet"])  # and still chooses for the weak UNETR
+    tr.peer_scores = {"unetr": 0.83, "bsnet": 0.85}  # peers of similar skill: they exchange
+    tr.noise_estimate = 0.3
+    weights, forget2 = tr.voxel_weights(batch["approved"], given, probs, losses, epoch=3)
+    assert forget2 == forget
+    assert torch.equal(weights["bsnet"], own["unetr"])
+    assert torch.equal(weights["unetr"], own["bsnet"])
+
+
+def test_clean_trusted_labels_cost_no_supervision(hippo_dir, tmp_path):
+    tr = _mixed_trainer(hippo_dir, tmp_path)
+    batch = tr.loader.batch([0, 1])  # both approved
+    given, _, probs, losses = _step_inputs(tr, batch)
+    tr.noise_estimate = 0.4
+    weights, _ = tr.voxel_weights(batch["approved"], given, probs, losses, epoch=3)
+    assert all(bool((w == 1).all()) for w in weights.values())

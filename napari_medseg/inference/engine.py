@@ -327,7 +327,8 @@ def predict_volume(
     with torch.inference_mode():
         if len(names) == 2:
             p_a, p_b = per_net[names[0]], per_net[names[1]]
-            labels_t = (p_a + p_b).argmax(0)
+            w = getattr(pair, "proposal_weights", None) or {}  # the card's pick; else equal
+            labels_t = (w.get(names[0], 0.5) * p_a + w.get(names[1], 0.5) * p_b).argmax(0)
             unc_t, band_t = pair_uncertainty(p_a, p_b, band_radius, method)
             used_method = method
         else:

@@ -68,6 +68,7 @@ class ModelPair:
         training: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
         parent_model: str | None = None,
+        proposal_weights: dict[str, float] | None = None,
     ) -> ModelPair:
         """Wrap networks from ``factory.build_network`` (e.g. after training) with fresh cards.
 
@@ -106,6 +107,8 @@ class ModelPair:
             "code_version": code_version(),
             "created_utc": utc_now(),
         }
+        if proposal_weights is not None:
+            card["proposal_weights"] = {str(k): float(v) for k, v in proposal_weights.items()}
         return cls(nets, card, cards)
 
     @classmethod
@@ -164,13 +167,32 @@ class ModelPair:
         return tuple(int(s) for s in self.card["patch_size"])
 
     @property
+    def proposal_weights(self) -> dict[str, float]:
+        """Weight of each network's probabilities in the pair proposal (sums to 1).
+
+        Picked on the validation cases at training time (card key ``proposal_weights``); equal weights
+        for a card without one. The uncertainty map always uses both networks equally.
+        """
+        names = [n for n in PAIR_NETS if n in self.nets] or list(self.nets)
+        given = self.card.get("proposal_weights") or {}
+        weights = {n: float(given.get(n, 1.0 if not given else 0.0)) for n in names}
+        total = sum(weights.values())
+        if total <= 0:
+            return {n: 1.0 / len(names) for n in names}
+        return {n: w / total for n, w in weights.items()}
+
+    @property
     def model_id(self) -> str:
         """Human-readable model name from the card (e.g. ``hippo-pair-v1``)."""
         return str(self.card["model_id"])
 
     @property
     def checkpoint_hash(self) -> str:
-        """12 hex digits of SHA-256 over the weights hashes of all networks of the pair (A, B order)."""
+        """12 hex digits of SHA-256 over the weights hashes of all networks of the pair (A, B order).
+
+        A card with ``proposal_weights`` adds them (the same weights proposing differently are another
+        model as far as provenance is concerned); a card without keeps its old hash.
+        """
         hashes = dict(self.card.get("weights", {}))
         for name, net_card in self.cards.items():
             hashes.setdefault(name, net_card.get("weights", {}).get("sha256"))
@@ -179,7 +201,10 @@ class ModelPair:
                 f"model {self.model_id} has unsaved networks; save it to get a checkpoint hash"
             )
         order = [n for n in PAIR_NETS if n in hashes] + sorted(n for n in hashes if n not in PAIR_NETS)
-        return hashlib.sha256("".join(hashes[n] for n in order).encode()).hexdigest()[:12]
+        text = "".join(hashes[n] for n in order)
+        if self.card.get("proposal_weights"):
+            text += json.dumps(self.card["proposal_weights"], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def preprocess(self, array: np.ndarray) -> np.ndarray:
         """Normalise a raw volume as the networks were trained (float32, same shape)."""

@@ -362,6 +362,7 @@ def retrain(
             training=training,
             metrics={"val_patch_dice": outcome.kept_metrics, "epoch": outcome.kept_epoch},
             parent_model=start.model_id,
+            proposal_weights=start.card.get("proposal_weights"),
         )
         out_dir = candidate.save(work / "model")
         atomic_write_bytes(out_dir / "train_log.csv", _history_csv(outcome.history))

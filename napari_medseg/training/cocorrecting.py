@@ -5,16 +5,25 @@ One training step on a batch ``x (B, 1, D, H, W)`` with given labels ``(B, D, H,
 1. targets: the given one-hot label, or — in the boundary band of a not-approved case the
    curriculum admitted — the learnable label distribution ``y_d`` (:mod:`.label_correction`);
 2. both networks predict; each computes its per-voxel cross-entropy against the targets;
-3. small-loss exchange (:mod:`.selection`): A's loss is weighted by B's small-loss keep-mask
-   within the band, and vice versa (forget rate ramped from 0 to ``forget_max``);
+3. small-loss selection (:mod:`.selection`) on the boundary band of *unapproved* labels only: each
+   net's loss is weighted by its peer's small-loss keep-mask (its own while the peer's validation
+   Dice is more than ``peer_margin`` worse); the forget rate follows the measured noise share of the
+   unapproved labels (both peers confidently contradict the label), capped at ``forget_max`` and
+   ramped in over ``forget_ramp_epochs``. Approved labels: every voxel kept, never corrected;
 4. loss per net = weighted CE + weighted soft Dice (+ β · prediction entropy on corrected voxels;
    BS-Net adds its deep-supervision and boundary losses), plus the label-distribution loss
    ``Σ_net KL(p_net ‖ y_d) + α · CE(given, y_d)`` whose gradient only moves ``y_d``;
 5. AdamW on both nets (cosine LR), plain SGD on ``y_d``; per-case peer Dice feeds the curriculum.
 
 After each epoch: validation Dice per class (MONAI ``compute_dice``) for ``unetr``, ``bsnet`` and the
-pair (argmax of the mean probabilities, as inference proposes), a CSV row, a resumable checkpoint in
-``<out>/checkpoint/`` and, when the pair mean Dice improved, the best ``ModelPair`` in ``<out>/``.
+pair proposal (argmax of ``w·p_UNETR + (1−w)·p_BS-Net``; ``w`` from :data:`PROPOSAL_WEIGHTS` picked on
+the validation cases, recorded in the card and used by inference), a CSV row, a resumable checkpoint
+in ``<out>/checkpoint/`` and, when the score improved, the best ``ModelPair`` in ``<out>/``. The epoch
+loop itself is :func:`napari_medseg.training.loop.run_epochs`, shared with retraining.
+
+Batches come from :class:`~napari_medseg.training.augment.CachedCases`: cases cached once as tensors
+on the training device, augmented a whole batch at a time with torch; the share of each epoch spent
+waiting for data is logged (``data_share``).
 
 ``nets="unetr"|"bsnet"`` trains one network plainly; ``plain=True`` trains both with neither
 selection nor correction (the baselines of the label-noise experiment).
@@ -35,14 +44,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 
 from napari_medseg.errors import CheckpointError, InputError
 from napari_medseg.io.atomic import atomic_write_bytes, atomic_write_with
 from napari_medseg.models.boundary import boundary_band, boundary_targets
 from napari_medseg.models.factory import build_network
 from napari_medseg.training import distributed
+from napari_medseg.training.augment import CachedCases
 from napari_medseg.training.curriculum import AgreementCurriculum, peer_dice
 from napari_medseg.training.data import (
     DEFAULT_PATCH,
@@ -59,9 +67,11 @@ from napari_medseg.training.losses import (
     seg_loss,
     voxel_ce,
 )
-from napari_medseg.training.selection import exchange, forget_rate
+from napari_medseg.training.selection import forget_rate, noise_share, select_voxels, selectors
 
 NET_NAMES = ("unetr", "bsnet")
+#: UNETR weights tried for the pair proposal ``w·p_UNETR + (1−w)·p_BS-Net`` (BS-Net gets ``1 − w``).
+PROPOSAL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 LOG_NAME = "train_log.csv"
 CHECKPOINT_DIR = "checkpoint"
 
@@ -76,8 +86,10 @@ class TrainConfig:
     weight_decay: float = 1e-5
     nets: str = "pair"  # "pair" | "unetr" | "bsnet"
     plain: bool = False
-    forget_max: float = 0.2
+    forget_max: float = 0.5  # cap of the measured noise share used as forget rate
     forget_ramp_epochs: int = 3
+    noise_confidence: float = 0.7  # a peer contradicts a label below 1 - this probability of it
+    peer_margin: float = 0.05  # a peer this much worse (val Dice) no longer selects for its partner
     band_radius: int = 2
     warmup_epochs: int = 2  # epochs before label correction starts
     curriculum_start: float = 0.25
@@ -211,23 +223,15 @@ class CoCorrectingTrainer:
         params = [p for net in self.nets.values() for p in net.parameters()]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
-        self.dataset = CaseDataset(
-            train_cases, config.patch, augment=config.augment, seed=config.seed + 1000 * self.dist.rank
-        )
-        self.sampler = (
-            DistributedSampler(self.dataset, shuffle=True, seed=config.seed, drop_last=False)
-            if self.dist.enabled
-            else None
-        )
-        gen = torch.Generator().manual_seed(config.seed)
-        self.loader = DataLoader(
-            self.dataset,
-            batch_size=config.batch_size,
-            shuffle=self.sampler is None,
-            sampler=self.sampler,
-            generator=gen if self.sampler is None else None,
-            num_workers=0,
-            drop_last=False,
+        self.loader = CachedCases(
+            train_cases,
+            config.patch,
+            config.batch_size,
+            device=self.device,
+            augment=config.augment,
+            seed=config.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
         )
         steps = max(1, config.epochs * len(self.loader))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps)
@@ -251,6 +255,10 @@ class CoCorrectingTrainer:
         self.best_epoch = -1
         self.history: list[dict[str, Any]] = []
         self.amp = config.amp and self.device.type == "cuda"
+        self.noise_estimate: float | None = None  # smoothed noise share of the unapproved labels
+        self.peer_scores: dict[str, float | None] = {n: None for n in self.nets}  # latest val Dice
+        self.proposal_weight = 0.5  # UNETR's weight in the pair proposal (picked on validation)
+        self.pick_proposal_weight = True
 
     # -- one step -------------------------------------------------------------------------------
     def _forward(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -259,8 +267,41 @@ class CoCorrectingTrainer:
             return out[0], out[1:]
         return out, ()
 
+    def voxel_weights(
+        self,
+        approved: Any,
+        given: torch.Tensor,
+        probs: dict[str, torch.Tensor],
+        losses: dict[str, torch.Tensor],
+        epoch: int,
+    ) -> tuple[dict[str, torch.Tensor], float]:
+        """Per-net 0/1 loss weights of a batch and the forget rate used (the trust rules).
+
+        Candidates for dropping are the boundary-band voxels of *unapproved* samples only; the forget
+        rate is the smoothed noise share of those labels (updated here), capped and ramped in; each
+        net's voxels are chosen by its peer unless the peer is more than ``peer_margin`` worse.
+
+        Args:
+            approved: (B,) bool per sample; given: (B, D, H, W) given labels; probs, losses: per net
+                (B, K, D, H, W) softmax and (B, D, H, W) per-voxel loss; epoch: 0-based.
+        """
+        cfg = self.cfg
+        weights = {n: torch.ones_like(given, dtype=torch.float32) for n in self.nets}
+        if not cfg.co_correcting:
+            return weights, 0.0
+        unapproved = ~torch.as_tensor(approved, dtype=torch.bool).to(given.device)
+        band = boundary_band(given, cfg.band_radius)[:, 0] & unapproved[:, None, None, None]
+        share = noise_share(list(probs.values()), given, band, cfg.noise_confidence)
+        if share is not None:
+            prev = self.noise_estimate
+            self.noise_estimate = share if prev is None else 0.9 * prev + 0.1 * share
+        forget = forget_rate(epoch, cfg.forget_max, cfg.forget_ramp_epochs, self.noise_estimate or 0.0)
+        if band.any() and forget > 0:
+            weights = select_voxels(losses, forget, band, selectors(self.peer_scores, cfg.peer_margin))
+        return weights, forget
+
     def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
-        """One optimisation step on a batch from :class:`~.data.CaseDataset`; returns logged floats."""
+        """One optimisation step on a batch from :class:`~.augment.CachedCases`; returns logged floats."""
         cfg = self.cfg
         x = batch["image"].to(self.device)
         given = batch["label"].to(self.device)
@@ -282,12 +323,7 @@ class CoCorrectingTrainer:
         probs = {n: torch.softmax(v, 1) for n, v in logits.items()}
         vce = {n: voxel_ce(v, target) for n, v in logits.items()}
 
-        forget = 0.0
-        weights = {n: torch.ones_like(given, dtype=torch.float32) for n in self.nets}
-        if cfg.co_correcting:
-            forget = forget_rate(epoch, cfg.forget_max, cfg.forget_ramp_epochs)
-            band = boundary_band(given, cfg.band_radius)[:, 0]
-            weights["unetr"], weights["bsnet"] = exchange(vce["unetr"], vce["bsnet"], forget, band)
+        weights, forget = self.voxel_weights(batch["approved"], given, probs, vce, epoch)
 
         parts: dict[str, float] = {}
         total = x.new_zeros(())
@@ -327,14 +363,20 @@ class CoCorrectingTrainer:
             agree = peer_dice(logits["unetr"].argmax(1), logits["bsnet"].argmax(1), K)
             self.curriculum.record(index, agree)
         parts["forget_rate"] = forget
+        if self.noise_estimate is not None:
+            parts["noise_estimate"] = self.noise_estimate
         return parts
 
     # -- epochs ---------------------------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def train_epoch(self, epoch: int, cancel: Any = None) -> dict[str, float]:
+        """Train one epoch; ``cancel`` (a ``CancelToken``) is checked before every batch.
+
+        Also measures ``data_share``: the share of the epoch spent assembling and augmenting batches
+        (on CUDA the device is synchronised around each step so the split is real).
+        """
         for model in self.models.values():
             model.train()
-        if self.sampler is not None:
-            self.sampler.set_epoch(epoch)
+        self.loader.set_epoch(epoch)
         sums: dict[str, float] = {}
         n = 0
         bar = None
@@ -342,7 +384,19 @@ class CoCorrectingTrainer:
             from tqdm import tqdm
 
             bar = tqdm(total=len(self.loader), desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False)
-        for batch in self.loader:
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        wait = 0.0
+        t_epoch = time.perf_counter()
+        batches = iter(self.loader)
+        while True:
+            if cancel is not None:
+                cancel.check()
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            sync()
+            wait += time.perf_counter() - t0
             parts = self.train_step(batch, epoch)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -350,9 +404,11 @@ class CoCorrectingTrainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items() if k.startswith("loss_")})
+        sync()
         if bar is not None:
             bar.close()
         stats = {k: v / max(n, 1) for k, v in sums.items()}
+        stats["data_share"] = wait / max(time.perf_counter() - t_epoch, 1e-9)
         if self.curriculum is not None and self.correction is not None:
             self.curriculum.sum = distributed.all_reduce_array(self.curriculum.sum, self.dist)
             self.curriculum.count = distributed.all_reduce_array(self.curriculum.count, self.dist)
@@ -364,25 +420,37 @@ class CoCorrectingTrainer:
         return stats
 
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """Validation Dice per class for each net and the pair (mean probabilities).
+    def validate(
+        self, cases: list[CaseArrays] | None = None, pick_weight: bool | None = None
+    ) -> dict[str, float]:
+        """Dice per class for each net and for the pair proposal on ``cases`` (default: validation).
 
         Each case is evaluated on its centred patch (the whole case when it fits the patch, as every
-        hippocampus case fits (48, 64, 48)); predictions in the padding count as background.
+        hippocampus case fits (48, 64, 48)); predictions in the padding count as background. The pair
+        proposal is ``argmax(w·p_UNETR + (1−w)·p_BS-Net)``; with ``pick_weight`` every ``w`` of
+        :data:`PROPOSAL_WEIGHTS` is scored and the best kept (``pair_weight_unetr``, ties → 0.5);
+        otherwise the current ``proposal_weight`` is used (default: ``self.pick_proposal_weight``;
+        retraining keeps the start model's weight, since its validation cases also judge promotion).
+        On the validation cases the nets' mean Dice become the peer scores that gate voxel selection.
         """
         from monai.metrics import compute_dice
 
+        on_val = cases is None
+        cases = self.val_cases if cases is None else cases
+        pick_weight = self.pick_proposal_weight if pick_weight is None else pick_weight
         for net in self.nets.values():
             net.eval()
         K = self.cfg.num_classes
-        keys = [*self.nets] + (["pair"] if len(self.nets) > 1 else [])
+        pair = len(self.nets) == 2
+        weights = (PROPOSAL_WEIGHTS if pick_weight else (self.proposal_weight,)) if pair else ()
+        keys = [*self.nets] + [f"pair@{w}" for w in weights]
         # MONAI's functional Dice: DiceMetric.aggregate() would all_gather across DDP ranks, and only
         # rank 0 validates
         scores: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
-        ds = CaseDataset(self.val_cases, self.cfg.patch, augment=False)
+        ds = CaseDataset(cases, self.cfg.patch)
         for i in range(len(ds)):
             item = ds[i]
-            case = self.val_cases[i]
+            case = cases[i]
             x = item["image"][None].to(self.device)
             label = item["label"][None]
             region = np.zeros(case.image.shape, dtype=bool)
@@ -390,19 +458,31 @@ class CoCorrectingTrainer:
             inside = torch.from_numpy(center_crop_or_pad(region, self.cfg.patch))[None]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 probs = {n: torch.softmax(net(x).float(), 1).cpu() for n, net in self.nets.items()}
-            if "pair" in keys:
-                probs["pair"] = sum(probs[n] for n in self.nets) / len(self.nets)
+            for w in weights:
+                probs[f"pair@{w}"] = w * probs["unetr"] + (1 - w) * probs["bsnet"]
             y = F.one_hot(label, K).permute(0, 4, 1, 2, 3)
             for k in keys:
                 pred = torch.where(inside, probs[k].argmax(1), torch.zeros_like(label))
                 onehot = F.one_hot(pred, K).permute(0, 4, 1, 2, 3)
                 scores[k].append(compute_dice(onehot, y, include_background=False, ignore_empty=False)[0])
+        per_class = {k: torch.stack(v).nan_to_num(0.0).mean(0).cpu().numpy() for k, v in scores.items()}
         out: dict[str, float] = {}
-        for k in keys:
-            per_class = torch.stack(scores[k]).nan_to_num(0.0).mean(0).cpu().numpy()
-            for c, v in enumerate(per_class, start=1):
+        if pair:
+            w = max(weights, key=lambda w: (round(float(per_class[f"pair@{w}"].mean()), 6), -abs(w - 0.5)))
+            per_class["pair"] = per_class[f"pair@{w}"]
+            out["pair_weight_unetr"] = float(w)
+            if len(weights) > 1:
+                out.update(
+                    {f"proposal_w{v:g}_dice_mean": float(per_class[f"pair@{v}"].mean()) for v in weights}
+                )
+            if pick_weight:
+                self.proposal_weight = float(w)
+        for k in [*self.nets] + (["pair"] if pair else []):
+            for c, v in enumerate(per_class[k], start=1):
                 out[f"dice_{k}_{self.classes.get(c, c)}"] = float(v)
-            out[f"dice_{k}_mean"] = float(per_class.mean())
+            out[f"dice_{k}_mean"] = float(per_class[k].mean())
+        if on_val:
+            self.peer_scores = {n: out[f"dice_{n}_mean"] for n in self.nets}
         return out
 
     def score(self, metrics: dict[str, float]) -> float:
@@ -410,33 +490,16 @@ class CoCorrectingTrainer:
         key = "pair" if len(self.nets) > 1 else next(iter(self.nets))
         return metrics.get(f"dice_{key}_mean", -math.inf)
 
-    def fit(self) -> dict[str, Any]:
-        """Run the remaining epochs; returns the best metrics. Ctrl-C saves a checkpoint and re-raises."""
+    def fit(self, **loop_options: Any) -> dict[str, Any]:
+        """Run the remaining epochs (:func:`~napari_medseg.training.loop.run_epochs`, persisting each
+        epoch); returns the best metrics. Ctrl-C saves a checkpoint and re-raises.
+
+        ``loop_options``: ``time_budget_s``, ``on_epoch``, ``cancel`` (see ``run_epochs``).
+        """
+        from napari_medseg.training.loop import run_epochs
+
         try:
-            while self.epoch < self.cfg.epochs:
-                epoch = self.epoch
-                t0 = time.perf_counter()
-                stats = self.train_epoch(epoch)
-                train_s = time.perf_counter() - t0
-                self.epoch = epoch + 1
-                if self.dist.is_main:
-                    metrics = self.validate() if self.val_cases else {}
-                    row = {
-                        "epoch": epoch + 1,
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "train_s": round(train_s, 2),
-                        "epoch_s": round(time.perf_counter() - t0, 2),
-                        **{k: round(v, 5) if isinstance(v, float) else v for k, v in stats.items()},
-                        **{k: round(v, 5) for k, v in metrics.items()},
-                    }
-                    self.history.append(row)
-                    self._write_log()
-                    if self.score(metrics) > self.best_score or self.best_epoch < 0:
-                        self.best_score, self.best_epoch = self.score(metrics), epoch + 1
-                        self.save_model(self.out_dir, metrics)
-                    self.save_checkpoint()
-                    print(self._summary(row), flush=True)
-                distributed.barrier(self.dist)
+            run_epochs(self, keep="best", persist=self.dist.is_main, **loop_options)
         except KeyboardInterrupt:
             if self.dist.is_main:
                 self.save_checkpoint()
@@ -444,7 +507,7 @@ class CoCorrectingTrainer:
             raise
         return self.best_metrics()
 
-    def _summary(self, row: dict[str, Any]) -> str:
+    def summary(self, row: dict[str, Any]) -> str:
         dice = " ".join(
             f"{k[5:]}={v:.3f}" for k, v in row.items() if k.startswith("dice_") and k.endswith("_mean")
         )
@@ -458,7 +521,7 @@ class CoCorrectingTrainer:
         }
 
     # -- saving ---------------------------------------------------------------------------------
-    def _write_log(self) -> None:
+    def write_log(self) -> None:
         fields: list[str] = []
         for row in self.history:
             fields += [k for k in row if k not in fields]
@@ -489,6 +552,11 @@ class CoCorrectingTrainer:
             patch_size=self.cfg.patch,
             training=training,
             metrics={"val_dice": dict(metrics or {}), "epoch": self.best_epoch},
+            proposal_weights=(
+                {"unetr": self.proposal_weight, "bsnet": 1.0 - self.proposal_weight}
+                if len(nets) == 2
+                else None
+            ),
         )
 
     def _s_per_epoch(self) -> float | None:

@@ -6,11 +6,10 @@ holds every hippocampus case whole. The padded grid is the case's *canonical gri
 label distributions of :mod:`~napari_medseg.training.label_correction` live on it.
 
 A sample also carries ``coords``: for each output voxel, ``1 + (z, y, x)`` of the canonical voxel it
-was taken from (``0`` where the augmentation pulled in padding). Spatial augmentation is applied with
-MONAI (``RandAffined``, nearest neighbour for labels and ``coords``), so after any rotation or scale
-the trainer still knows which canonical voxel — and so which learnable label — each voxel shows.
-
-No flips: anterior/posterior (and left/right) are not symmetric, a flip would make the labels lie.
+was taken from (``0`` where the augmentation pulled in padding). Training batches are cached and
+augmented in torch by :mod:`~napari_medseg.training.augment` (nearest neighbour for labels and
+``coords``), so after any rotation or scale the trainer still knows which canonical voxel — and so
+which learnable label — each voxel shows.
 """
 
 from __future__ import annotations
@@ -207,80 +206,31 @@ def load_cases(
     return out
 
 
-def build_augmentation(patch: tuple[int, int, int], seed: int = 0):
-    """MONAI augmentation on a dict with ``image`` (1,D,H,W), ``label`` (1,D,H,W), ``coords`` (3,D,H,W).
-
-    Small rotations (±0.15 rad) and scales (±10 %) for all keys (nearest for ``label``/``coords``),
-    then intensity noise and scaling on ``image`` only. No flips (anatomical labels are sided).
-    """
-    from monai.transforms import Compose, RandAffined, RandGaussianNoised, RandScaleIntensityd
-
-    aug = Compose(
-        [
-            RandAffined(
-                keys=["image", "label", "coords"],
-                prob=0.8,
-                rotate_range=(0.15, 0.15, 0.15),
-                scale_range=(0.1, 0.1, 0.1),
-                mode=("bilinear", "nearest", "nearest"),
-                padding_mode="zeros",
-                spatial_size=patch,
-                cache_grid=True,
-            ),
-            RandGaussianNoised(keys=["image"], prob=0.3, std=0.05),
-            RandScaleIntensityd(keys=["image"], factors=0.1, prob=0.5),
-        ]
-    )
-    aug.set_random_state(seed=seed)
-    return aug
-
-
 class CaseDataset(Dataset):
-    """Fixed-size samples of in-memory cases.
+    """Centred fixed-size patches of in-memory cases (validation and evaluation; training batches
+    come from :class:`~napari_medseg.training.augment.CachedCases`).
 
     Item: ``image`` (1, D, H, W) float32, ``label`` (D, H, W) int64, ``coords`` (3, D, H, W) int64
-    (1-based canonical voxel, 0 = outside), ``index`` (case position in the list), ``approved`` bool.
-    With ``augment=False`` the sample is the centred patch and ``coords`` the identity.
+    (1-based canonical voxel), ``index`` (case position in the list), ``approved`` bool.
     """
 
-    def __init__(
-        self,
-        cases: list[CaseArrays],
-        patch: tuple[int, int, int] = DEFAULT_PATCH,
-        augment: bool = False,
-        seed: int = 0,
-    ):
+    def __init__(self, cases: list[CaseArrays], patch: tuple[int, int, int] = DEFAULT_PATCH):
         self.cases = cases
         self.patch = tuple(int(p) for p in patch)
-        self.augment = build_augmentation(self.patch, seed) if augment else None
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.cases)
 
-    def _window(self, shape: tuple[int, ...]) -> tuple[slice, ...]:
-        starts = []
-        for n, w in zip(shape, self.patch, strict=True):
-            hi = n - w
-            starts.append(int(self.rng.integers(0, hi + 1)) if (self.augment and hi > 0) else hi // 2)
-        return tuple(slice(s, s + w) for s, w in zip(starts, self.patch, strict=True))
-
     def __getitem__(self, i: int) -> dict[str, Any]:
         case = self.cases[i]
-        win = self._window(case.image.shape)
+        win = tuple(
+            slice((n - w) // 2, (n - w) // 2 + w) for n, w in zip(case.image.shape, self.patch, strict=True)
+        )
         grid = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in win], indexing="ij"), axis=0)
-        sample = {
-            "image": case.image[win][None].astype(np.float32),
-            "label": case.label[win][None].astype(np.float32),
-            "coords": (grid + 1).astype(np.float32),  # exact in float32 below 2**24
-        }
-        if self.augment is not None:
-            sample = self.augment(sample)
-        as_np = {k: np.asarray(v) for k, v in sample.items()}
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(as_np["image"], dtype=np.float32)),
-            "label": torch.from_numpy(np.rint(as_np["label"][0]).astype(np.int64)),
-            "coords": torch.from_numpy(np.rint(as_np["coords"]).astype(np.int64)),
+            "image": torch.from_numpy(np.ascontiguousarray(case.image[win][None], dtype=np.float32)),
+            "label": torch.from_numpy(np.ascontiguousarray(case.label[win], dtype=np.int64)),
+            "coords": torch.from_numpy(grid + 1),
             "index": case.index,
             "approved": case.approved,
         }
