@@ -117,18 +117,22 @@ def augment_batch(
     b = image.shape[0]
     shape = tuple(int(n) for n in image.shape[2:])
     dev = image.device
-    mats = sample_affines(b, s, generator)
-    moved = ~torch.isclose(mats, torch.eye(3, dtype=mats.dtype)).all(dim=(1, 2))
-    if bool(moved.any()):
+    mats = sample_affines(b, s, generator)  # identity for samples that draw no affine
+    if not bool(torch.isclose(mats, torch.eye(3, dtype=mats.dtype)).all()):
         theta = affine_theta(mats, shape).to(device=dev, dtype=torch.float32)
-        grid = F.affine_grid(theta, [b, 1, *shape], align_corners=True)
-        img_t = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-        nearest = torch.cat([label[:, None].float(), coords.float()], 1)
-        near_t = F.grid_sample(nearest, grid, mode="nearest", padding_mode="zeros", align_corners=True)
-        keep = moved.to(dev)
-        image = torch.where(keep[:, None, None, None, None], img_t, image)
-        label = torch.where(keep[:, None, None, None], near_t[:, 0].round().long(), label)
-        coords = torch.where(keep[:, None, None, None, None], near_t[:, 1:].round().long(), coords)
+        grid = F.affine_grid(theta, [b, 1, *shape], align_corners=True)  # (B, D, H, W, xyz)
+        image = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        # nearest neighbour for label and coords = an index lookup at the rounded grid position
+        # (what grid_sample's "nearest" does, without resampling 4 channels)
+        half = torch.tensor([(n - 1) / 2 for n in shape], device=dev)
+        idx = ((grid.flip(-1) + 1) * half).round().long()  # (B, D, H, W, 3) in (D, H, W) order
+        size = torch.tensor(shape, device=dev)
+        inside = ((idx >= 0) & (idx < size)).all(-1)
+        idx = torch.minimum(idx.clamp(min=0), size - 1)
+        flat = ((idx[..., 0] * shape[1] + idx[..., 1]) * shape[2] + idx[..., 2]).view(b, -1)
+        label = label.reshape(b, -1).gather(1, flat).view(b, *shape) * inside
+        coords = coords.reshape(b, 3, -1).gather(2, flat[:, None].expand(b, 3, -1)).view(b, 3, *shape)
+        coords = coords * inside[:, None]
     u = torch.rand(b, 4, generator=generator)
     std = (u[:, 0] < s.noise_prob).float() * u[:, 1] * s.noise_std
     factor = 1 + (u[:, 2] < s.intensity_prob).float() * (u[:, 3] * 2 - 1) * s.intensity
