@@ -94,3 +94,32 @@ def test_pair_card_records_provenance(saved):
     assert card["nets"] == ["unetr", "bsnet"]
     assert card["training"] == {"split": "test"} and card["code_version"]
     assert set(card["weights"]) == {"unetr", "bsnet"}
+
+
+def test_proposal_weights_are_equal_unless_the_card_picks_them(tmp_path):
+    pair = make_pair()
+    assert pair.proposal_weights == {"unetr": 0.5, "bsnet": 0.5}
+    torch.manual_seed(0)
+    nets = {name: build_network(name, cfg).eval() for name, cfg in TINY.items()}
+    picked = ModelPair.from_nets(nets, "hippo-test-v2", proposal_weights={"unetr": 0.25, "bsnet": 0.75})
+    picked.save(tmp_path / "m")
+    again = ModelPair.load(tmp_path / "m")
+    assert again.proposal_weights == {"unetr": 0.25, "bsnet": 0.75}
+    pair.save(tmp_path / "plain")
+    # same weights, other proposal rule: another checkpoint identity for provenance
+    assert again.checkpoint_hash != ModelPair.load(tmp_path / "plain").checkpoint_hash
+
+
+def test_the_engine_proposes_with_the_cards_weights(hippo_cases):
+    from napari_medseg.inference.engine import predict_volume
+    from napari_medseg.io import load_volume
+
+    torch.manual_seed(0)
+    nets = {name: build_network(name, cfg).eval() for name, cfg in TINY.items()}
+    only_b = ModelPair.from_nets(nets, "hippo-test-b", proposal_weights={"unetr": 0.0, "bsnet": 1.0})
+    volume = load_volume(hippo_cases[0][0])
+    pred = predict_volume(volume, only_b, device="cpu", keep_probs=True)
+    # kept probabilities are float16: argmax may differ at exact near-ties only
+    assert np.mean(pred.labels != pred.probs["bsnet"].argmax(0)) < 1e-3
+    assert np.mean(pred.labels != pred.probs["unetr"].argmax(0)) > 0.05  # the weights really decide
+    assert pred.uncertainty.max() > 0  # the map still uses both networks
