@@ -95,12 +95,18 @@ def region_stats(u: np.ndarray, err: np.ndarray, band: np.ndarray, threshold: fl
     }
 
 
-def case_maps(pa: torch.Tensor, pb: torch.Tensor, radius: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """name -> (uncertainty (I,J,K) float32, proposal labels (I,J,K)) for every map compared."""
+def case_maps(
+    pa: torch.Tensor, pb: torch.Tensor, radius: int, w_a: float = 0.5
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (uncertainty (I,J,K) float32, proposal labels (I,J,K)) for every map compared.
+
+    The pair proposal is ``argmax(w_a·p_A + (1 − w_a)·p_B)`` as the model card's ``proposal_weights``
+    say (the engine's proposal); the pair maps use both networks equally.
+    """
     from napari_medseg.inference import uncertainty as U
 
     mean = 0.5 * (pa + pb)
-    pair_labels = mean.argmax(0)
+    pair_labels = (w_a * pa + (1 - w_a) * pb).argmax(0)
     band = U.boundary_band(pa.argmax(0), pb.argmax(0), radius)
     jsd = U.js_divergence(pa, pb)
     h_mean = U.capped_entropy(mean)
@@ -157,7 +163,8 @@ def main() -> None:
         pred = predict_volume(vol, pair, device="cpu", band_radius=args.radius)
         pa = torch.from_numpy(pred.probs["unetr"].astype(np.float32))
         pb = torch.from_numpy(pred.probs["bsnet"].astype(np.float32))
-        for name, (u, labels) in case_maps(pa, pb, args.radius).items():
+        w_a = pair.proposal_weights.get("unetr", 0.5)
+        for name, (u, labels) in case_maps(pa, pb, args.radius, w_a).items():
             err = labels != truth
             pooled.setdefault(name, []).append((u.ravel(), err.ravel()))
             top.setdefault(name, []).append(top_share(u.ravel(), err.ravel()))
