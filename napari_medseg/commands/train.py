@@ -22,8 +22,11 @@ from napari_medseg.errors import InputError
 HELP = "Train the segmentation models (UNETR + BS-Net pair) on labelled cases."
 DESCRIPTION = (
     "Train the two peer networks on a folder of labelled cases (an MSD-style folder with imagesTr/ and "
-    "labelsTr/, or a napari-medseg case store). Labels that a clinician has not approved are corrected "
-    "near their boundaries where both networks agree they are wrong; approved labels are never changed. "
+    "labelsTr/, or a napari-medseg case store). Approved labels are full supervision for both networks. "
+    "Labels that a clinician has not approved are corrected near their boundaries where both networks "
+    "agree they are wrong, and their least believable boundary voxels are left out, as many as the "
+    "networks measure to be wrong. The pair proposes with the mix of the two networks that scores best "
+    "on the validation cases (recorded in the model card). "
     "The best model (by validation Dice) is written to --out, with a training log (train_log.csv) and a "
     "resumable checkpoint (--out/checkpoint). Ctrl-C stops cleanly and keeps the checkpoint."
 )
