@@ -43,6 +43,7 @@ import numpy as np
 
 from napari_medseg.errors import GeometryError, InputError, StaleSaveError, StoreError
 from napari_medseg.io.atomic import TMP_PREFIX, atomic_path
+from napari_medseg.io.dataset_json import read_dataset_json
 from napari_medseg.io.volume import Volume, array_checksum
 from napari_medseg.store import locking, msd
 from napari_medseg.store.check import CheckReport
@@ -163,7 +164,8 @@ class CaseStore:
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # keep the original error, not ROLLBACK's
+                        self._conn.execute("ROLLBACK")
                 raise
 
     def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
@@ -277,8 +279,12 @@ class CaseStore:
                 done.append(self._import_one(image, label, None, author, approved))
                 if progress is not None:
                     progress(i + 1, len(pairs))
-        finally:
-            self._refresh_dataset_json()
+        except BaseException:
+            if done:  # publish what was imported, but never let this hide the error that stopped us
+                with contextlib.suppress(Exception):
+                    self._refresh_dataset_json()
+            raise
+        self._refresh_dataset_json()
         return done
 
     def import_msd_folder(
@@ -294,11 +300,11 @@ class CaseStore:
         ``limit`` takes the first N cases in ``dataset.json`` order. An empty store adopts the
         folder's label names.
         """
-        pairs = msd.msd_pairs(folder)[:limit] if limit is not None else msd.msd_pairs(folder)
+        index = read_dataset_json(folder)
+        pairs = index.training[:limit] if limit is not None else index.training
         if not self.case_ids():
-            content = json.loads((Path(folder) / "dataset.json").read_text())
-            labels = {int(k): str(v) for k, v in content.get("labels", {}).items()}
-            if labels and 0 in labels:
+            labels = index.labels
+            if labels:
                 with self._write() as conn:
                     conn.execute("UPDATE meta SET value = ? WHERE key = 'labels'", (json.dumps(labels),))
         return self.import_many(pairs, author=author, approved=approved, progress=progress)
