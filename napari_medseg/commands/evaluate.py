@@ -72,9 +72,11 @@ def labelled_cases(data: Path, card: dict[str, Any], split: str) -> tuple[list[t
     if not data.is_dir():
         raise InputError(f"data folder {data} does not exist")
     if (data / ".medseg").is_dir():
+        from napari_medseg.commands.store import note_read_only
         from napari_medseg.store import CaseStore
 
-        store = CaseStore.open(data)
+        store = CaseStore.open(data, write=False)
+        note_read_only(store)
         items = [it for it in store.training_items() if it["approved"]]
         if not items:
             raise InputError(f"the case store {data} has no approved labels to evaluate against")

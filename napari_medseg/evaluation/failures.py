@@ -210,7 +210,7 @@ def failure_report(
     from napari_medseg.registry import ModelRegistry
     from napari_medseg.store import CaseStore
 
-    store = CaseStore.open(store_root)
+    store = CaseStore.open(store_root, write=False)
     try:
         cases = approved_cases(store)
     finally:

@@ -111,7 +111,7 @@ def discover_cases(path: str | Path) -> list[CaseRecord]:
     if (path / ".medseg").is_dir():
         from napari_medseg.store import CaseStore
 
-        return cases_from_store(CaseStore.open(path))
+        return cases_from_store(CaseStore.open(path, write=False))
     return cases_from_msd(path)
 
 
