@@ -42,7 +42,8 @@ def _read_image(path: Path) -> nib.Nifti1Image:
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a NIfTI file")
     try:
-        img = nib.load(str(path))
+        with nib.imageglobals.LoggingOutputSuppressor():  # header fix-up notes would be extra stderr lines
+            img = nib.load(str(path))
     except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as err:
         raise InputError(f"{path.name} is not a readable NIfTI file ({err})") from None
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as err:
