@@ -156,7 +156,9 @@ def _geometry(
     except (AttributeError, ValueError, TypeError):
         raise InputError(f"series {name} lacks a usable ImageOrientationPatient/PixelSpacing") from None
     if not all(np.isfinite(v) and v > 0 for v in (row_sp, col_sp)):
-        raise InputError(f"series {name} has an invalid PixelSpacing {[row_sp, col_sp]} (must be positive mm)")
+        raise InputError(
+            f"series {name} has an invalid PixelSpacing {[row_sp, col_sp]} (must be positive mm)"
+        )
     row_dir, col_dir = iop[:3], iop[3:]
     normal = np.cross(row_dir, col_dir)
     if not np.isclose(np.linalg.norm(normal), 1.0, atol=1e-3):

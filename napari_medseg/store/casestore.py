@@ -56,12 +56,12 @@ from napari_medseg.io.atomic import TMP_PREFIX, atomic_path
 from napari_medseg.io.dataset_json import read_dataset_json
 from napari_medseg.io.validate import label_dtype
 from napari_medseg.io.volume import Volume, array_checksum
-from napari_medseg.store import locking, msd, sidecar
+from napari_medseg.store import locking, msd, schema, sidecar
 from napari_medseg.store.check import CheckReport
 from napari_medseg.store.ids import case_id_from_path, validate_case_id, validate_person
 from napari_medseg.store.provenance import changed_voxels, file_sha256, mean_foreground_dice, validate_source
 from napari_medseg.store.records import CaseInfo, Event, ImportReport, VersionInfo
-from napari_medseg.store.schema import DB_WAIT_S, STATUSES, check_database, connect, utc_now
+from napari_medseg.store.schema import STATUSES, check_database, connect, utc_now
 from napari_medseg.store.workflow import check_transition, status_after_save
 
 MEDSEG_DIR = ".medseg"
@@ -242,7 +242,7 @@ class CaseStore:
     def _busy_error(self) -> StoreBusyError:
         holder = locking.describe_writer(self.root / MEDSEG_DIR)
         return StoreBusyError(
-            f"the case store {self.root} stayed locked by another process for {DB_WAIT_S:.0f} s"
+            f"the case store {self.root} stayed locked by another process for {schema.DB_WAIT_S:g} s"
             + (f" ({holder})" if holder else "")
             + "; nothing was changed - retry when it has finished"
         )

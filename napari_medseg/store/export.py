@@ -27,7 +27,9 @@ def export_approved(store: CaseStore, out_dir: str | Path) -> Path:
     out = Path(out_dir).resolve()
     if out == store.root or store.root in out.parents or out in store.root.parents:
         raise StoreError(f"export folder {out} must be outside the store {store.root}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"export folder {out} is a file; give the name of a new folder")
+    if out.exists() and any(out.iterdir()):
         raise StoreError(f"export folder {out} already exists and is not empty; choose a new folder")
     chosen = []  # verify every file first: a damaged version or image is refused before anything is written
     for case in store.cases():
