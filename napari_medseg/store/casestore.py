@@ -994,5 +994,6 @@ class CaseStore:
 
     def _temp_files(self) -> list[Path]:
         folders = [self.root, self.root / "imagesTr", self.root / "labelsTr"]
+        folders += [self.root / MEDSEG_DIR, self.root / MEDSEG_DIR / "cases"]
         folders += [p for p in (self.root / MEDSEG_DIR / "versions").iterdir() if p.is_dir()]
         return sorted(p for f in folders if f.is_dir() for p in f.glob(f"{TMP_PREFIX}*"))

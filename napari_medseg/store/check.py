@@ -1,7 +1,8 @@
 """``store check``: find (and optionally repair) what an interrupted write or a damaged disk leaves.
 
 An interrupted save can leave a temporary file (``.tmp-*``) or an orphan version file (written,
-but killed before its database row was committed). Neither is ever read as a version. This
+but killed before its database row was committed); an interrupted import an orphan image in
+``imagesTr`` (and its case sidecar). Neither is ever read as a version. This
 check also verifies every recorded version (file present, sha256 as recorded), every image (present,
 voxel checksum as imported), that each recorded version has its provenance sidecar, that
 ``labelsTr`` holds each case's approved version, and SQLite's ``PRAGMA integrity_check``.
@@ -129,6 +130,17 @@ def _check_versions(store: CaseStore, conn, report: CheckReport) -> list[tuple[s
             m = _VERSION_FILE.match(f.name)
             if m and (case_dir.name, int(m.group(1))) not in recorded:
                 report.orphans.append(f)
+    case_ids = {r[0] for r in conn.execute("SELECT case_id FROM cases")}
+    for folder, pattern, ending in (
+        (store.root / "imagesTr", "*.nii.gz", ".nii.gz"),  # an import killed before its commit
+        (store.root / ".medseg" / "cases", "*.json", ".json"),
+    ):
+        if folder.is_dir():
+            report.orphans += [
+                f
+                for f in sorted(folder.glob(pattern))
+                if f.name.removesuffix(ending) not in case_ids and not f.name.startswith(".")
+            ]
     report.temp_files = store._temp_files()
     for (case_id, number), r in sorted(recorded.items()):
         path = store.root / r["file"]
