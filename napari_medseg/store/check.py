@@ -100,6 +100,7 @@ def check_store(store: CaseStore, clean: bool = False) -> CheckReport:
                     case_id, number = key.rsplit(" version ", 1)
                     row = dict(rows[(case_id, int(number))])
                     sidecar.write_sidecar(sidecar.version_sidecar(store.root / row["file"]), row)
+                _backfill_case_sidecars(store, conn)
         if clean:
             store.publish_approved(report.stale_approved)
             report.cleaned = True
@@ -152,3 +153,15 @@ def _check_versions(store: CaseStore, conn, report: CheckReport) -> list[tuple[s
             report.missing_sidecars.append(f"{case_id} version {number}")
     report.stale_approved = store.published_mismatches(conn)
     return [(r["case_id"], r["image_file"], r["image_checksum"]) for r in conn.execute("SELECT * FROM cases")]
+
+
+def _backfill_case_sidecars(store: CaseStore, conn) -> None:  # noqa: ANN001
+    """Write the case and store sidecars a store made before they existed lacks (for ``store rebuild``)."""
+    medseg = store.root / ".medseg"
+    columns = ("case_id", "image_file", "image_checksum", "shape", "created_utc", "imported_from")
+    for r in conn.execute(f"SELECT {', '.join(columns)} FROM cases"):
+        path = sidecar.case_sidecar(medseg, r["case_id"])
+        if not path.is_file():
+            sidecar.write_sidecar(path, {k: r[k] for k in columns})
+    if not sidecar.store_sidecar(medseg).is_file():
+        store._write_store_sidecar()
