@@ -380,7 +380,7 @@ class CaseStore:
         try:
             for i, (image, label) in enumerate(pairs):
                 try:
-                    case_id = self._import_one(
+                    case_id, imported = self._import_one(
                         image,
                         label,
                         None if case_ids is None else case_ids[i],
@@ -393,13 +393,12 @@ class CaseStore:
                         raise
                     report.failed.append((str(image), user_message(err) or str(err)))
                 else:
-                    (report.imported if case_id[1] else report.skipped).append(case_id[0])
+                    (report.imported if imported else report.skipped).append(case_id)
                 if progress is not None:
                     progress(i + 1, len(pairs))
         except BaseException:
-            if (
-                report.imported
-            ):  # publish what was imported, but never let this hide the error that stopped us
+            # publish what was imported, but never let this hide the error that stopped us
+            if report.imported:
                 with contextlib.suppress(Exception):
                     self.publish_approved(report.imported if approved else [])
             raise
