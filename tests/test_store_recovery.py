@@ -309,3 +309,20 @@ def test_old_store_gets_the_new_triggers_and_lock_columns_at_open(store3):
         assert row[0] == os.getpid()
         with pytest.raises(sqlite3.IntegrityError):
             store._conn.execute("DELETE FROM events")
+
+
+def test_evaluate_store_goes_on_past_a_missing_case_and_lists_it(
+    tmp_path, crops, tiny_model_dir, capsys, one_torch_thread
+):
+    root = tmp_path / "s"
+    store = CaseStore.init(root, labels=LABELS)
+    for i, (image, label) in enumerate(crops[:2]):
+        store.import_case(image, label, case_id=f"case{i}", approved=True)
+    store.close()
+    (root / "imagesTr" / "case1.nii.gz").unlink()
+    rc = cli.main(
+        ["evaluate", "--store", str(root), "--model", str(tiny_model_dir), "--no-hd95", "--device", "cpu"]
+    )
+    captured = capsys.readouterr()
+    assert rc == 1 and "1 of 2 case(s) failed" in captured.err and "case1:" in captured.err
+    assert "case0" in captured.out and "Traceback" not in captured.err
