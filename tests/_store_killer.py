@@ -2,7 +2,8 @@
 
 Run as a script (``python tests/_store_killer.py STORE CASE SEED``) or call :func:`save_loop` in a
 forked child. Every third save is followed by an approval, so ``labelsTr`` and ``dataset.json``
-are being rewritten when the kill lands too. Also holds :func:`make_crop_case`, which writes a
+are being rewritten when the kill lands too. :func:`import_loop` and :func:`export_loop` do the same
+for approved imports and exports. Also holds :func:`make_crop_case`, which writes a
 small real crop of a hippocampus case so each save is fast.
 """
 
@@ -49,6 +50,32 @@ def save_loop(root: str | Path, case_id: str, seed: int, counter=None) -> None:
             store.approve(case_id, author="killer")
         i += 1
         if counter is not None:  # an unlocked shared int: the parent only reads it
+            counter.value += 1
+
+
+def import_loop(root: str | Path, image: str | Path, label: str | Path, seed: int, counter=None) -> None:
+    """Import the same scan + labels as new approved cases ``imp<seed>_<i>`` forever."""
+    from napari_medseg.store import CaseStore
+
+    store = CaseStore.open(root)
+    i = 0
+    while True:
+        store.import_case(image, label, case_id=f"imp{seed}_{i}", author="killer", approved=True)
+        i += 1
+        if counter is not None:
+            counter.value += 1
+
+
+def export_loop(root: str | Path, out_base: str | Path, seed: int, counter=None) -> None:
+    """Export the store's approved cases to ``out_base/<seed>_<i>`` forever."""
+    from napari_medseg.store import CaseStore
+
+    store = CaseStore.open(root)
+    i = 0
+    while True:
+        store.export(Path(out_base) / f"{seed}_{i}")
+        i += 1
+        if counter is not None:
             counter.value += 1
 
 

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_medseg.commands.predict import add_model_arguments, load_pair
-from napari_medseg.errors import InputError
+from napari_medseg.commands.predict import add_model_arguments, load_pair, report_failed
+from napari_medseg.errors import InputError, MedsegError, user_message
 
 HELP = "Measure a model's accuracy (Dice, HD95) on labelled cases."
 DESCRIPTION = (
@@ -72,9 +72,11 @@ def labelled_cases(data: Path, card: dict[str, Any], split: str) -> tuple[list[t
     if not data.is_dir():
         raise InputError(f"data folder {data} does not exist")
     if (data / ".medseg").is_dir():
+        from napari_medseg.commands.store import note_read_only
         from napari_medseg.store import CaseStore
 
-        store = CaseStore.open(data)
+        store = CaseStore.open(data, write=False)
+        note_read_only(store)
         items = [it for it in store.training_items() if it["approved"]]
         if not items:
             raise InputError(f"the case store {data} has no approved labels to evaluate against")
@@ -104,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         return failures.run(args)
     if args.report is not None:
         raise InputError("--report needs --store (for a dataset folder, use --out CSV)")
+    if args.out is not None and args.out.is_dir():
+        raise InputError(f"--out {args.out} is a folder; give the name of the CSV file to write")
     from tqdm import tqdm
 
     from napari_medseg.evaluation.metrics import case_metrics
@@ -118,16 +122,25 @@ def run(args: argparse.Namespace) -> int:
     classes = sorted(c for c in pair.classes if c != 0)
     print(f"model {pair.model_id} ({args.net}) on {origin}" + (f", first {len(cases)}" if args.cases else ""))
     report = EvaluationReport(meta={"model_id": pair.model_id, "net": args.net, "data": str(args.data)})
+    failed: list[tuple[str, str]] = []
     for case, image_path, label_path in tqdm(cases, desc="evaluate", unit="case", file=sys.stderr):
-        volume = load_volume(image_path)
-        truth = load_labels(label_path, reference=volume)
+        try:  # a missing or broken case is listed at the end; the others are still scored
+            volume = load_volume(image_path)
+            truth = load_labels(label_path, reference=volume)
+        except (MedsegError, OSError) as err:
+            failed.append((case, user_message(err) or str(err)))
+            continue
         pred = predict_volume(
             volume, pair, net=args.net, device=args.device, overlap=args.overlap, keep_probs=False
         )
         metrics = case_metrics(pred.labels, truth.array, classes, volume.spacing, hd95=not args.no_hd95)
         metrics["uncertainty_score"] = pred.score
         report.add(case, metrics)
+    if failed and len(failed) == len(cases):
+        raise InputError(
+            f"none of the {len(cases)} case(s) could be read; first: {failed[0][0]}: {failed[0][1]}"
+        )
     print(report.format_table())
     if args.out is not None:
         print(f"wrote {report.to_csv(args.out)}")
-    return 0
+    return report_failed(failed, len(cases))

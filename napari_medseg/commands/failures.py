@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if args.report is not None:
         paths = write_report(report, args.report)
         print(f"wrote {paths['csv']} and {paths['png']}")
-    return 0
+    from napari_medseg.commands.predict import report_failed
+
+    return report_failed(report.failed, len(report.cases) + len(report.failed))
 
 
 def main(argv: list[str] | None = None) -> int:

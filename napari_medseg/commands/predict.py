@@ -160,10 +160,11 @@ def run_files(args: argparse.Namespace) -> int:
 
 
 def run_store(args: argparse.Namespace) -> int:
+    from napari_medseg.errors import Cancelled, MedsegError, ReadOnlyStoreError, StoreBusyError, user_message
     from napari_medseg.inference.prediction import write_prediction
     from napari_medseg.store import CaseStore
 
-    store = CaseStore.open(args.store)
+    store = CaseStore.open(args.store, write=True)
     todo = [c for c in store.case_ids() if store.proposal(c) is None]
     if not todo:
         print(f"every case in {args.store} already has a model proposal")
@@ -172,24 +173,41 @@ def run_store(args: argparse.Namespace) -> int:
 
     # without --model, a store uses its own current (promoted) model, else the bundled default
     pair = load_pair(args.model or ModelRegistry(args.store).current_model_dir(), args.net)
+    failed: list[tuple[str, str]] = []
     for case in todo:
-        volume = store.load_image(case)
-        pred = _predict(volume, pair, args, case)
-        info = store.save_version(
-            case,
-            pred.labels,
-            author=args.author,
-            source=pred.source,
-            note=f"{pred.net} proposal, uncertainty score {pred.score:.4f}",
-            is_proposal=True,
-        )
-        if store.case(case).status == "new":  # save_version normally does this already
-            store.set_status(case, "proposed", args.author)
-        store.set_uncertainty(case, pred.score)
-        if args.out is not None:
-            write_prediction(pred, volume, args.out, case)
+        try:  # a locked, missing or broken case is listed at the end; the others still get proposals
+            volume = store.load_image(case)
+            pred = _predict(volume, pair, args, case)
+            info = store.save_version(
+                case,
+                pred.labels,
+                author=args.author,
+                source=pred.source,
+                note=f"{pred.net} proposal, uncertainty score {pred.score:.4f}",
+                is_proposal=True,
+            )
+            if store.case(case).status == "new":  # save_version normally does this already
+                store.set_status(case, "proposed", args.author)
+            store.set_uncertainty(case, pred.score, author=args.author)
+            if args.out is not None:
+                write_prediction(pred, volume, args.out, case)
+        except (MedsegError, OSError) as err:
+            if isinstance(err, Cancelled | StoreBusyError | ReadOnlyStoreError):
+                raise
+            failed.append((case, user_message(err) or str(err)))
+            continue
         print(_line(case, pred) + f" -> version {info.number}")
-    return 0
+    return report_failed(failed, len(todo))
+
+
+def report_failed(failed: list[tuple[str, str]], total: int) -> int:
+    """List the cases a batch could not do on stderr; exit code 1 if there are any, else 0."""
+    if not failed:
+        return 0
+    print(f"{len(failed)} of {total} case(s) failed:", file=sys.stderr)
+    for case, message in failed:
+        print(f"  {case}: {message}", file=sys.stderr)
+    return 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -199,4 +217,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give either input scans or --store, not both")
     if args.store is None and not args.inputs:
         raise InputError("give at least one scan (NIfTI file or DICOM folder) or --store DIR")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out} is a file; give a folder for the output files")
     return run_store(args) if args.store is not None else run_files(args)

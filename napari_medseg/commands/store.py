@@ -1,12 +1,13 @@
 """``napari-medseg store``: create a case folder, import scans, list the review queue, export.
 
-Sub-commands: ``init``, ``import``, ``list``, ``history``, ``status``, ``export``, ``check``.
+Sub-commands: ``init``, ``import``, ``list``, ``history``, ``status``, ``export``, ``check``, ``rebuild``.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import sys
 from pathlib import Path
 
 from napari_medseg.errors import InputError, StoreError
@@ -82,6 +83,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--limit", type=int, default=None, help="with a Decathlon folder: import only its first N cases"
     )
     s.add_argument("--author", default=None, help="name recorded as the importer (default: your login name)")
+    s.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip scans already in the store with the same image (resume an interrupted import)",
+    )
+    s.add_argument(
+        "--case-id",
+        nargs="+",
+        default=None,
+        metavar="ID",
+        help="case names to use, one per scan (default: from the file name: accents dropped, spaces and "
+        "other symbols become '_', leading '-' or '.' removed, e.g. '-scan 1 (ré).nii.gz' -> scan_1_re)",
+    )
     s.set_defaults(func=run_import)
 
     s = sub.add_parser(
@@ -148,6 +162,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     s.set_defaults(func=run_check)
 
+    s = sub.add_parser(
+        "rebuild",
+        help="recreate a lost or damaged store database from the saved versions",
+        description="Recreate .medseg/store.sqlite from the files: the cases, every saved version with its "
+        "provenance (from the sidecar written beside it), approvals (from labelsTr/) and whatever events "
+        "the old database still holds. The old database is moved to .medseg/damaged/, never deleted. "
+        "Locks, comments and status history held only by the lost database cannot come back.",
+    )
+    s.add_argument("dir", type=Path, help="the case folder")
+    s.add_argument("--force", action="store_true", help="rebuild even if the database looks healthy")
+    s.set_defaults(func=run_rebuild)
+
 
 def _who(name: str | None) -> str:
     if name:
@@ -158,10 +184,23 @@ def _who(name: str | None) -> str:
         return "unknown"
 
 
-def _open(path: Path):
+def _open(path: Path, write: bool):
+    """Open the store read-write (``write``) or read-only; say once when this user cannot write it."""
     from napari_medseg.store import CaseStore
 
-    return CaseStore.open(path)
+    store = CaseStore.open(path, write=write)
+    note_read_only(store)
+    return store
+
+
+def note_read_only(store) -> None:  # noqa: ANN001 - CaseStore, imported lazily
+    """Print one note on stderr when the user cannot write ``store`` (it was opened read-only)."""
+    if not store.writable:
+        print(
+            f"note: you cannot write to the case store {store.root}; it is opened read-only "
+            "(listing, history, export, check and evaluation work; saving, approving and importing do not)",
+            file=sys.stderr,
+        )
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -176,7 +215,7 @@ def run_init(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from napari_medseg.store.msd import is_msd_folder
 
-    store = _open(args.dir)
+    store = _open(args.dir, write=True)
     author = _who(args.author)
 
     def progress(done: int, total: int) -> None:
@@ -186,20 +225,46 @@ def run_import(args: argparse.Namespace) -> int:
     if len(args.images) == 1 and is_msd_folder(args.images[0]):
         if args.labels:
             raise InputError("a Decathlon folder brings its own labels; do not pass --labels with it")
-        ids = store.import_msd_folder(
-            args.images[0], limit=args.limit, author=author, approved=args.approved, progress=progress
-        )
+        if args.case_id:
+            raise InputError("a Decathlon folder names its own cases; do not pass --case-id with it")
+        from napari_medseg.io.dataset_json import read_dataset_json
+
+        index = read_dataset_json(args.images[0])
+        if not store.case_ids() and index.labels:
+            store.adopt_labels(index.labels, author)
+        pairs = index.training[: args.limit] if args.limit is not None else index.training
+        case_ids = None
     else:
         if args.labels is not None and len(args.labels) != len(args.images):
             raise InputError(
                 f"got {len(args.images)} scans but {len(args.labels)} label files; give one per scan"
             )
+        if args.case_id is not None and len(args.case_id) != len(args.images):
+            raise InputError(
+                f"got {len(args.images)} scans but {len(args.case_id)} case ids; give one per scan"
+            )
         images = args.images[: args.limit] if args.limit is not None else args.images
         labels = args.labels or [None] * len(images)
-        ids = store.import_many(
-            list(zip(images, labels, strict=False)), author=author, approved=args.approved
-        )
-    print(f"imported {len(ids)} case(s) into {store.root}")
+        pairs = list(zip(images, labels, strict=False))
+        case_ids = args.case_id[: len(images)] if args.case_id else None
+    report = store.import_batch(
+        pairs,
+        author=author,
+        approved=args.approved,
+        progress=progress,
+        skip_existing=args.skip_existing,
+        case_ids=case_ids,
+        keep_going=len(pairs) > 1,  # one scan: its error is the command's error (exit 2)
+    )
+    print(
+        f"imported {len(report.imported)} case(s) into {store.root}"
+        + (f", skipped {len(report.skipped)} already there" if report.skipped else "")
+    )
+    if report.failed:
+        print(f"{len(report.failed)} scan(s) could not be imported:", file=sys.stderr)
+        for path, message in report.failed:
+            print(f"  {path}: {message}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -208,7 +273,7 @@ def _fmt(value, fmt: str = "{}") -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    store = _open(args.dir)
+    store = _open(args.dir, write=False)
     cases = store.cases()
     if args.sort == "uncertainty":
         cases.sort(key=lambda c: (c.uncertainty is None, -(c.uncertainty or 0.0), c.case_id))
@@ -230,7 +295,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    store = _open(args.dir)
+    store = _open(args.dir, write=False)
     info = store.case(args.case)
     print(
         f"case {info.case_id}: {info.status}"
@@ -254,7 +319,7 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    store = _open(args.dir)
+    store = _open(args.dir, write=True)
     author = _who(args.author)
     if args.status is None:
         if not args.comment:
@@ -268,7 +333,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    store = _open(args.dir)
+    store = _open(args.dir, write=False)
     out = store.export(args.out)
     n = sum(1 for _ in (out / "labelsTr").glob("*.nii.gz"))
     print(f"exported {n} approved case(s) to {out}")
@@ -276,8 +341,27 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    store = _open(args.dir)
+    store = _open(args.dir, write=args.clean)
     report = store.check(clean=args.clean)
     for line in report.lines():
         print(line)
-    return 0 if report.ok or report.cleaned else 1
+    if args.clean:  # exit 0 only when nothing is left to fix (damaged versions/images cannot be cleaned)
+        after = store.check()
+        if not after.ok:
+            print("problems remain after cleaning:")
+            for line in after.lines()[1:-1]:
+                print(f"  {line}")
+        return 0 if after.ok else 1
+    return 0 if report.ok else 1
+
+
+def run_rebuild(args: argparse.Namespace) -> int:
+    from napari_medseg.store import CaseStore
+    from napari_medseg.store.rebuild import rebuild_index
+
+    report = rebuild_index(args.dir, force=args.force)
+    for line in report.lines():
+        print(line)
+    CaseStore.open(args.dir, write=True).close()  # opening republishes labelsTr/ and dataset.json
+    print(f"rebuilt the index of {Path(args.dir).resolve()}; check it with 'napari-medseg store check'")
+    return 1 if report.skipped else 0

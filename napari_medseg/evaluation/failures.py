@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_medseg.errors import InputError
+from napari_medseg.errors import Cancelled, InputError, MedsegError, user_message
 from napari_medseg.evaluation.metrics import case_metrics
 from napari_medseg.evaluation.report import EvaluationReport
 from napari_medseg.io.atomic import atomic_write_with
@@ -93,11 +93,15 @@ class FailureReport:
     model_id: str = ""
     checkpoint_hash: str = ""
     classes: dict[int, str] = field(default_factory=dict)
+    #: ``(case_id, message)`` of cases that could not be scored (missing or unreadable files).
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
-    def for_pair(cls, cases: list[CaseFailure], pair: ModelPair) -> FailureReport:
+    def for_pair(
+        cls, cases: list[CaseFailure], pair: ModelPair, failed: list[tuple[str, str]] | None = None
+    ) -> FailureReport:
         """A report on ``cases`` (kept in the given order) made by ``pair``."""
-        return cls(list(cases), pair.model_id, _hash(pair), dict(pair.classes))
+        return cls(list(cases), pair.model_id, _hash(pair), dict(pair.classes), list(failed or []))
 
     def to_evaluation_report(self) -> EvaluationReport:
         report = EvaluationReport(meta={"model_id": self.model_id, "checkpoint_hash": self.checkpoint_hash})
@@ -158,11 +162,18 @@ def score_cases(
     classes = dict(pair.classes)
     fg = sorted(c for c in classes if c != 0)
     out: list[CaseFailure] = []
+    failed: list[tuple[str, str]] = []
     for i, (case_id, image, label, version) in enumerate(cases):
         if cancel is not None:
             cancel.check()
-        volume = image if hasattr(image, "array") else load_volume(image)
-        truth = label if hasattr(label, "array") else load_labels(label, reference=volume)
+        try:  # a missing or broken case is reported, the others are still scored
+            volume = image if hasattr(image, "array") else load_volume(image)
+            truth = label if hasattr(label, "array") else load_labels(label, reference=volume)
+        except (MedsegError, OSError) as err:
+            if isinstance(err, Cancelled):
+                raise
+            failed.append((case_id, user_message(err) or str(err)))
+            continue
         pred = predict_volume(volume, pair, net=net, device=device, keep_probs=False, cancel=cancel)
         metrics = case_metrics(pred.labels, np.asarray(truth.array), fg, volume.spacing, hd95=hd95)
         out.append(
@@ -176,7 +187,11 @@ def score_cases(
         )
         if progress is not None:
             progress(i + 1, len(cases))
-    return FailureReport.for_pair(rank_worst_first(out), pair)
+    if failed and not out:
+        raise InputError(
+            f"none of the {len(cases)} case(s) could be read; first: {failed[0][0]}: {failed[0][1]}"
+        )
+    return FailureReport.for_pair(rank_worst_first(out), pair, failed)
 
 
 def _hash(pair: ModelPair) -> str:
@@ -210,7 +225,7 @@ def failure_report(
     from napari_medseg.registry import ModelRegistry
     from napari_medseg.store import CaseStore
 
-    store = CaseStore.open(store_root)
+    store = CaseStore.open(store_root, write=False)
     try:
         cases = approved_cases(store)
     finally:

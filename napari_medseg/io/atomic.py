@@ -54,7 +54,12 @@ def atomic_path(dest: str | os.PathLike, exclusive: bool = False) -> Iterator[Pa
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as err:  # name the file the user asked for, not our temporary one
+            if err.filename is not None and Path(err.filename) == tmp:
+                raise OSError(err.errno, err.strerror, str(dest)) from err
+            raise
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         if exclusive:

@@ -155,6 +155,10 @@ def _geometry(
         row_sp, col_sp = (float(v) for v in ds0.PixelSpacing)
     except (AttributeError, ValueError, TypeError):
         raise InputError(f"series {name} lacks a usable ImageOrientationPatient/PixelSpacing") from None
+    if not all(np.isfinite(v) and v > 0 for v in (row_sp, col_sp)):
+        raise InputError(
+            f"series {name} has an invalid PixelSpacing {[row_sp, col_sp]} (must be positive mm)"
+        )
     row_dir, col_dir = iop[:3], iop[3:]
     normal = np.cross(row_dir, col_dir)
     if not np.isclose(np.linalg.norm(normal), 1.0, atol=1e-3):
@@ -165,7 +169,12 @@ def _geometry(
         raise InputError(f"series {name} mixes image sizes or orientations; it is not one 3D stack")
     if any(int(d.get("NumberOfFrames", 1) or 1) > 1 for _, d in files):
         raise InputError(f"series {name} is multi-frame DICOM, which is not supported; export single frames")
-    ipp = np.array([[float(v) for v in d.ImagePositionPatient] for _, d in files], np.float64)
+    try:
+        ipp = np.array([[float(v) for v in d.ImagePositionPatient] for _, d in files], np.float64)
+    except (AttributeError, ValueError, TypeError):
+        raise InputError(f"series {name} has a slice without a usable ImagePositionPatient") from None
+    if ipp.shape != (len(files), 3) or not np.all(np.isfinite(ipp)):
+        raise InputError(f"series {name} has a slice without a usable ImagePositionPatient")
     dist = ipp @ normal
     order = np.argsort(dist, kind="stable")
     files = [files[i] for i in order]

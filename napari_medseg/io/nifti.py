@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import re
 import zlib
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from napari_medseg.errors import InputError
 from napari_medseg.io.atomic import atomic_write_with
+from napari_medseg.io.dataset_json import modality_hint
 from napari_medseg.io.validate import as_3d, as_label_array, check_dims, check_finite, check_same_grid
 from napari_medseg.io.volume import Volume
 
@@ -42,7 +42,8 @@ def _read_image(path: Path) -> nib.Nifti1Image:
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a NIfTI file")
     try:
-        img = nib.load(str(path))
+        with nib.imageglobals.LoggingOutputSuppressor():  # header fix-up notes would be extra stderr lines
+            img = nib.load(str(path))
     except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as err:
         raise InputError(f"{path.name} is not a readable NIfTI file ({err})") from None
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as err:
@@ -99,17 +100,9 @@ def guess_modality(path: Path, array: np.ndarray | None = None) -> str:
     else ``"unknown"``.
     """
     for folder in (path.parent, path.parent.parent):
-        ds = folder / "dataset.json"
-        if ds.is_file():
-            try:
-                mods = json.loads(ds.read_text()).get("modality") or json.loads(ds.read_text()).get(
-                    "channel_names"
-                )
-            except (OSError, ValueError):
-                mods = None
-            if isinstance(mods, dict) and mods:
-                value = str(next(iter(mods.values()))).upper()
-                return "MR" if value.startswith("MR") else value
+        value = modality_hint(folder).upper()
+        if value:
+            return "MR" if value.startswith("MR") else value
     tokens = set(re.split(r"[^a-z0-9]+", path.name.lower()))
     if tokens & {"ct"}:
         return "CT"

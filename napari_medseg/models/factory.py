@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from napari_medseg.models.bsnet import BSNET_DEFAULTS, bsnet_config, build_bsnet
+from napari_medseg.models.limits import check_network_config
 from napari_medseg.models.unetr import UNETR_DEFAULTS, build_unetr, unetr_config
 
 #: Architectures ``build_network`` knows.
@@ -37,9 +38,10 @@ def build_network(arch: str, config: dict[str, Any] | None = None) -> nn.Module:
     ``checkpoint.save_network`` writes into the model card.
 
     Raises:
-        ValueError: unknown architecture or invalid config.
+        ValueError: unknown architecture, invalid config, or one beyond :mod:`~napari_medseg.models.limits`.
     """
     config = dict(config or {})
+    check_network_config(arch, full_config(arch, config))  # before any allocation
     if arch == "unetr":
         net: nn.Module = build_unetr(**config)
     elif arch == "bsnet":

@@ -31,6 +31,7 @@ from napari_medseg.models.card import (
     utc_now,
 )
 from napari_medseg.models.checkpoint import load_network, read_card, save_network
+from napari_medseg.models.limits import check_patch_size
 from napari_medseg.models.preprocessing import normalize_intensity
 
 PAIR_CARD = "pair.json"
@@ -125,6 +126,12 @@ class ModelPair:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise CheckpointError(f"{pair_path} is not valid JSON ({err})") from None
         require_keys(card, ("model_id", "nets", "classes", "patch_size", "preprocessing"), PAIR_CARD)
+        try:
+            check_patch_size(card["patch_size"])
+        except ValueError as err:
+            raise CheckpointError(f"{pair_path} has an invalid patch size: {err}") from None
+        if not isinstance(card["nets"], list) or not all(isinstance(n, str) for n in card["nets"]):
+            raise CheckpointError(f"{pair_path}: 'nets' must be a list of network names")
         missing = [n for n in nets if n not in card["nets"]]
         if missing:
             raise CheckpointError(

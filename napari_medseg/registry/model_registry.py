@@ -14,6 +14,7 @@ model is the current one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -63,7 +64,8 @@ class ModelRegistry:
 
     def __init__(self, store_root: str | Path):
         self.root = Path(store_root) / ".medseg" / "models"
-        self.root.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a read-only store still lists and uses its models
+            self.root.mkdir(parents=True, exist_ok=True)
 
     # -- reading -----------------------------------------------------------------------------------
     def _read(self) -> dict[str, Any]:

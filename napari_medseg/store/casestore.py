@@ -41,15 +41,27 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_medseg.errors import GeometryError, InputError, StaleSaveError, StoreError
+from napari_medseg.errors import (
+    GeometryError,
+    InputError,
+    MedsegError,
+    ReadOnlyStoreError,
+    StaleSaveError,
+    StoreBusyError,
+    StoreDamagedError,
+    StoreError,
+    user_message,
+)
 from napari_medseg.io.atomic import TMP_PREFIX, atomic_path
+from napari_medseg.io.dataset_json import read_dataset_json
+from napari_medseg.io.validate import label_dtype
 from napari_medseg.io.volume import Volume, array_checksum
-from napari_medseg.store import locking, msd
+from napari_medseg.store import locking, msd, schema, sidecar
 from napari_medseg.store.check import CheckReport
 from napari_medseg.store.ids import case_id_from_path, validate_case_id, validate_person
 from napari_medseg.store.provenance import changed_voxels, file_sha256, mean_foreground_dice, validate_source
-from napari_medseg.store.records import CaseInfo, Event, VersionInfo
-from napari_medseg.store.schema import STATUSES, connect, utc_now
+from napari_medseg.store.records import CaseInfo, Event, ImportReport, VersionInfo
+from napari_medseg.store.schema import STATUSES, check_database, connect, utc_now
 from napari_medseg.store.workflow import check_transition, status_after_save
 
 MEDSEG_DIR = ".medseg"
@@ -67,6 +79,14 @@ def _readable(path: Path) -> None:
     os.chmod(path, 0o644)
 
 
+def can_write(root: Path) -> bool:
+    """Whether this user may write the store's folders and database files (a read-only mount counts)."""
+    medseg = root / MEDSEG_DIR
+    paths = [root, root / "imagesTr", root / "labelsTr", medseg, medseg / "versions", medseg / DB_NAME]
+    paths += [medseg / f"{DB_NAME}{s}" for s in ("-wal", "-shm")]
+    return all(os.access(p, os.W_OK) for p in paths if p.exists())
+
+
 def _stamp() -> str:
     return utc_now().replace(":", "").replace("+0000", "Z")
 
@@ -78,17 +98,47 @@ class CaseStore:
     processes may open the same folder at once.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, write: bool | None = None) -> None:
         """Use :meth:`open` or :meth:`init` instead."""
         self.root = Path(root).resolve()
         self._db_path = self.root / MEDSEG_DIR / DB_NAME
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root} is a file, not a case store folder")
         if not self._db_path.is_file():
             raise StoreError(
                 f"{self.root} is not a case store (no {MEDSEG_DIR}/{DB_NAME}); run 'store init' first"
             )
-        self._conn = connect(self._db_path)
+        #: Whether this user may change the store (folders and database file writable).
+        self.writable = can_write(self.root)
+        if write and not self.writable:
+            raise ReadOnlyStoreError(
+                f"you cannot write to the case store {self.root} (no write permission on its files); "
+                "ask its owner for write access, or work on a copy"
+            )
+        #: Opened read-only (``mode=ro``): every write raises :class:`ReadOnlyStoreError`.
+        self.read_only = not self.writable if write is None else not write
+        check_database(self._db_path, None, self.root)
+        try:
+            self._conn = connect(self._db_path, readonly=self.read_only)
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
+                raise self._busy_error() from None
+            check_database(self._db_path, None, self.root)
+            raise StoreDamagedError(
+                f"the case store database {self._db_path} is damaged ({err}); run 'napari-medseg store "
+                f"rebuild {self.root}' to recreate it from the saved versions"
+            ) from None
+        try:
+            check_database(self._db_path, self._conn, self.root)
+        except BaseException:
+            self._conn.close()
+            raise
         self._lock = threading.RLock()
         self._images: OrderedDict[str, Volume] = OrderedDict()
+        #: Cases whose ``labelsTr`` file was repaired when the store was opened.
+        self.repaired: list[str] = []
+        if not self.read_only:
+            self._repair_published()
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -106,6 +156,7 @@ class CaseStore:
         labels = dict(DEFAULT_LABELS if labels is None else labels)
         if 0 not in labels or any(not isinstance(k, int) or k < 0 for k in labels):
             raise StoreError("labels must map non-negative integers to names and include 0 (background)")
+        label_dtype(max(labels))  # refuses values no label file can hold (2**31 and above)
         for sub in ("imagesTr", "labelsTr", f"{MEDSEG_DIR}/versions"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         conn = connect(root / MEDSEG_DIR / DB_NAME, create=True)
@@ -115,13 +166,22 @@ class CaseStore:
         conn.execute("COMMIT")
         conn.close()
         store = cls(root)
+        store._write_store_sidecar()
         store._refresh_dataset_json()
         return store
 
     @classmethod
-    def open(cls, root: str | Path) -> CaseStore:
-        """Open an existing store."""
-        return cls(root)
+    def open(cls, root: str | Path, write: bool | None = None) -> CaseStore:
+        """Open an existing store.
+
+        ``write=None``: read-write if this user can write the store, else read-only (see
+        :attr:`writable`); ``False``: read-only (``mode=ro``, for commands that only read);
+        ``True``: read-write or :class:`ReadOnlyStoreError`.
+
+        Raises:
+            StoreError: not a store; StoreDamagedError: the database is damaged (see ``store rebuild``).
+        """
+        return cls(root, write=write)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -156,15 +216,36 @@ class CaseStore:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """Hold SQLite's write lock (all processes) for the body; commit on success."""
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                f"the case store {self.root} is open read-only"
+                + ("" if self.writable else " (you have no write permission on it)")
+                + "; nothing was changed"
+            )
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as err:
+                if "locked" in str(err) or "busy" in str(err):
+                    raise self._busy_error() from None
+                raise
+            locking.note_writer(self.root / MEDSEG_DIR)
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # keep the original error, not ROLLBACK's
+                        self._conn.execute("ROLLBACK")
                 raise
+
+    def _busy_error(self) -> StoreBusyError:
+        holder = locking.describe_writer(self.root / MEDSEG_DIR)
+        return StoreBusyError(
+            f"the case store {self.root} stayed locked by another process for {schema.DB_WAIT_S:g} s"
+            + (f" ({holder})" if holder else "")
+            + "; nothing was changed - retry when it has finished"
+        )
 
     def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         """Run a read query under the instance lock (the connection is shared between threads)."""
@@ -195,7 +276,10 @@ class CaseStore:
         return f"{MEDSEG_DIR}/versions/{case_id}/{number}.nii.gz"
 
     def _quarantine(self, path: Path) -> Path:
-        """Move a file without a database row aside to ``.medseg/orphans`` (never deleted)."""
+        """Move a file without a database row aside to ``.medseg/orphans`` (never deleted); a version
+        file's sidecar goes with it."""
+        if path.name.endswith(".nii.gz") and sidecar.version_sidecar(path).exists():
+            self._quarantine(sidecar.version_sidecar(path))
         rel = path.relative_to(self.root)
         dest = self.root / MEDSEG_DIR / "orphans" / rel.parent / f"{_stamp()}-{rel.name}"
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -254,9 +338,9 @@ class CaseStore:
         ``GeometryError``) become version 1 with source ``human``; the case is then ``approved``
         (``labelsTr`` written) if ``approved`` else ``proposed`` (awaiting review). Returns the case id.
         """
-        case_id = self._import_one(image_path, label_path, case_id, author, approved)
+        case_id, _ = self._import_one(image_path, label_path, case_id, author, approved)
         if approved:
-            self._refresh_dataset_json()
+            self.publish_approved([case_id])
         return case_id
 
     def import_many(
@@ -266,20 +350,60 @@ class CaseStore:
         approved: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[str]:
-        """Import ``(image, label or None)`` pairs; ``dataset.json`` is written once at the end.
+        """Import ``(image, label or None)`` pairs, stopping at the first error; ``dataset.json`` is written
+        once at the end. ``progress(done, total)`` is called after each case. Returns the new case ids."""
+        return self.import_batch(pairs, author, approved, progress, keep_going=False).imported
 
-        ``progress(done, total)`` is called after each case.
+    def import_batch(
+        self,
+        pairs: Iterable[tuple[str | Path, str | Path | None]],
+        author: str = "import",
+        approved: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        skip_existing: bool = False,
+        case_ids: list[str] | None = None,
+        keep_going: bool = True,
+    ) -> ImportReport:
+        """Import ``(image, label or None)`` pairs; one bad case does not stop the others.
+
+        ``case_ids`` gives each pair's case id (default: from its file name, see
+        :func:`~napari_medseg.store.ids.case_id_from_path`). ``skip_existing`` skips a case already in
+        the store with the same image (so an interrupted import can be run again); the same id with
+        another image is a failure. With ``keep_going`` a case that fails (unreadable file, labels off
+        the grid...) is recorded in :attr:`ImportReport.failed` and the next one is tried; without it
+        the first error is raised. ``labelsTr``/``dataset.json`` are published once at the end.
         """
         pairs = list(pairs)
-        done: list[str] = []
+        if case_ids is not None and len(case_ids) != len(pairs):
+            raise InputError(f"got {len(case_ids)} case ids for {len(pairs)} scans; give one per scan")
+        report = ImportReport()
         try:
             for i, (image, label) in enumerate(pairs):
-                done.append(self._import_one(image, label, None, author, approved))
+                try:
+                    case_id, imported = self._import_one(
+                        image,
+                        label,
+                        None if case_ids is None else case_ids[i],
+                        author,
+                        approved,
+                        skip_existing,
+                    )
+                except (MedsegError, OSError) as err:
+                    if not keep_going or isinstance(err, ReadOnlyStoreError | StoreBusyError):
+                        raise
+                    report.failed.append((str(image), user_message(err) or str(err)))
+                else:
+                    (report.imported if imported else report.skipped).append(case_id)
                 if progress is not None:
                     progress(i + 1, len(pairs))
-        finally:
-            self._refresh_dataset_json()
-        return done
+        except BaseException:
+            # publish what was imported, but never let this hide the error that stopped us
+            if report.imported:
+                with contextlib.suppress(Exception):
+                    self.publish_approved(report.imported if approved else [])
+            raise
+        self.publish_approved(report.imported if approved else [])
+        return report
 
     def import_msd_folder(
         self,
@@ -294,14 +418,25 @@ class CaseStore:
         ``limit`` takes the first N cases in ``dataset.json`` order. An empty store adopts the
         folder's label names.
         """
-        pairs = msd.msd_pairs(folder)[:limit] if limit is not None else msd.msd_pairs(folder)
-        if not self.case_ids():
-            content = json.loads((Path(folder) / "dataset.json").read_text())
-            labels = {int(k): str(v) for k, v in content.get("labels", {}).items()}
-            if labels and 0 in labels:
-                with self._write() as conn:
-                    conn.execute("UPDATE meta SET value = ? WHERE key = 'labels'", (json.dumps(labels),))
-        return self.import_many(pairs, author=author, approved=approved, progress=progress)
+        index = read_dataset_json(folder)
+        pairs = index.training[:limit] if limit is not None else index.training
+        if not self.case_ids() and index.labels:
+            self.adopt_labels(index.labels, author)
+        return self.import_batch(pairs, author, approved, progress, keep_going=False).imported
+
+    def adopt_labels(self, labels: dict[int, str], author: str) -> None:
+        """Declare ``labels`` (``{value: name}``, with 0) for a store that has no case yet."""
+        author = validate_person(author)
+        if 0 not in labels or any(not isinstance(k, int) or k < 0 for k in labels):
+            raise StoreError("labels must map non-negative integers to names and include 0 (background)")
+        label_dtype(max(labels))
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM cases LIMIT 1").fetchone():
+                raise StoreError(f"the store {self.root} already holds cases; its labels cannot change")
+            text = json.dumps({str(k): v for k, v in sorted(labels.items())})
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'labels'", (text,))
+            self._event(conn, None, author, "labels", text)
+        self._write_store_sidecar()
 
     def _import_one(
         self,
@@ -310,7 +445,9 @@ class CaseStore:
         case_id: str | None,
         author: str,
         approved: bool,
-    ) -> str:
+        skip_existing: bool = False,
+    ) -> tuple[str, bool]:
+        """Import one case; returns ``(case_id, imported)`` (``False``: skipped, already there)."""
         from napari_medseg.io import load_labels, load_volume, save_volume
 
         author = validate_person(author)
@@ -323,8 +460,18 @@ class CaseStore:
         rel = f"imagesTr/{case_id}.nii.gz"
         dest = self.root / rel
         with self._write() as conn:
-            if conn.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
-                raise StoreError(f"case {case_id} is already in the store; choose another case id")
+            existing = conn.execute(
+                "SELECT image_checksum FROM cases WHERE case_id = ?", (case_id,)
+            ).fetchone()
+            if existing is not None:
+                if skip_existing and existing[0] == image.checksum:
+                    return case_id, False
+                raise StoreError(
+                    f"case {case_id} is already in the store"
+                    + (" with a different image" if skip_existing else "")
+                    + "; give it another id with --case-id"
+                    + ("" if skip_existing else ", or resume an interrupted import with --skip-existing")
+                )
             if dest.exists():  # left by an import that was killed before its commit
                 self._quarantine(dest)
             if image_path.is_file() and image_path.name.lower().endswith(".nii.gz"):
@@ -338,10 +485,18 @@ class CaseStore:
                     _readable(tmp)
                     checksum = load_volume(tmp).checksum
             now = utc_now()
+            row = dict(
+                case_id=case_id,
+                image_file=rel,
+                image_checksum=checksum,
+                shape=json.dumps(list(image.shape)),
+                created_utc=now,
+                imported_from=str(image_path.resolve()),
+            )
+            sidecar.write_sidecar(sidecar.case_sidecar(self.root / MEDSEG_DIR, case_id), row)
             conn.execute(
-                "INSERT INTO cases(case_id, image_file, image_checksum, shape, status, created_utc, imported_from)"
-                " VALUES (?, ?, ?, ?, 'new', ?, ?)",
-                (case_id, rel, checksum, json.dumps(list(image.shape)), now, str(image_path.resolve())),
+                f"INSERT INTO cases({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
             )
             self._event(conn, case_id, author, "import", f"image {image_path}")
             if labels is not None:
@@ -352,9 +507,9 @@ class CaseStore:
                     "UPDATE cases SET status = ? WHERE case_id = ?",
                     ("approved" if approved else "proposed", case_id),
                 )
-                if approved:
-                    self._write_approved(conn, case_id, 1)
-        return case_id
+                if approved:  # labelsTr/ is written by publish_approved, after the commit
+                    conn.execute("UPDATE cases SET approved_version = 1 WHERE case_id = ?", (case_id,))
+        return case_id, True
 
     # ------------------------------------------------------------------ loading
     def load_image(self, case_id: str) -> Volume:
@@ -366,7 +521,18 @@ class CaseStore:
             if case_id in self._images:
                 self._images.move_to_end(case_id)
                 return self._images[case_id]
-        vol = load_volume(self.image_path(case_id))
+        row = self._case_row(case_id)
+        path = self.root / row["image_file"]
+        if not path.is_file():
+            raise StoreDamagedError(
+                f"the image of case {case_id} is missing ({path}); run 'napari-medseg store check'"
+            )
+        vol = load_volume(path)
+        if vol.checksum != row["image_checksum"]:
+            raise StoreDamagedError(
+                f"the image of case {case_id} ({path}) is not the one imported (its checksum differs); "
+                "it was not used - restore the original file (run 'napari-medseg store check')"
+            )
         with self._lock:
             self._images[case_id] = vol
             while len(self._images) > 4:
@@ -380,6 +546,7 @@ class CaseStore:
         info = self.latest_version(case_id) if version is None else self.version(case_id, version)
         if info is None:
             return None
+        self.verify_version(info, case_id, "loaded")
         return load_labels(info.path)
 
     # ------------------------------------------------------------------ versions
@@ -449,7 +616,7 @@ class CaseStore:
                 f"labels for case {case_id} contain values {unknown[:5]} that are not declared labels "
                 f"({', '.join(f'{k}={v}' for k, v in self.labels.items())})"
             )
-        return arr.astype(np.uint8 if max(self.labels) < 256 else np.uint16, copy=False)
+        return arr.astype(label_dtype(max(self.labels)), copy=False)
 
     def save_version(
         self,
@@ -562,6 +729,7 @@ class CaseStore:
             file_sha256=sha,
             file=rel,
         )
+        sidecar.write_sidecar(sidecar.version_sidecar(dest), values)
         conn.execute(
             f"INSERT INTO versions({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
             tuple(values.values()),
@@ -591,16 +759,19 @@ class CaseStore:
             detail = f"{current} -> {status}"
             if status == "approved":
                 latest = conn.execute(
-                    "SELECT MAX(number) FROM versions WHERE case_id = ?", (case_id,)
-                ).fetchone()[0]
+                    "SELECT * FROM versions WHERE case_id = ? ORDER BY number DESC LIMIT 1", (case_id,)
+                ).fetchone()
                 if latest is None:
                     raise StoreError(f"case {case_id} has no label version to approve")
-                self._write_approved(conn, case_id, latest)
-                detail += f" (version {latest})"
+                self.verify_version(self._row_to_version(latest), case_id, "approved")
+                conn.execute(
+                    "UPDATE cases SET approved_version = ? WHERE case_id = ?", (latest["number"], case_id)
+                )
+                detail += f" (version {latest['number']})"
             conn.execute("UPDATE cases SET status = ? WHERE case_id = ?", (status, case_id))
             self._event(conn, case_id, author, "status", detail + (f": {comment}" if comment else ""))
-            if status == "approved":
-                self._write_dataset_json(conn)
+        if status == "approved":  # only what is committed is ever published
+            self.publish_approved([case_id])
 
     def approve(self, case_id: str, author: str, comment: str = "") -> None:
         """Shortcut for ``set_status(case_id, "approved", author, comment)``."""
@@ -634,13 +805,112 @@ class CaseStore:
             (case_id, utc_now(), author, kind, detail),
         )
 
-    def _write_approved(self, conn: sqlite3.Connection, case_id: str, number: int) -> None:
-        """Copy version ``number`` to ``labelsTr/<case>.nii.gz`` atomically; record it as approved."""
-        src = self.root / self._version_rel(case_id, number)
+    def _publish_file(self, case_id: str, file: str) -> None:
+        """Copy a version file to ``labelsTr/<case>.nii.gz`` atomically."""
         with atomic_path(self.approved_label_path(case_id)) as tmp:
-            shutil.copyfile(src, tmp)
+            shutil.copyfile(self.root / file, tmp)
             _readable(tmp)
-        conn.execute("UPDATE cases SET approved_version = ? WHERE case_id = ?", (number, case_id))
+
+    def published_mismatches(self, conn: sqlite3.Connection | None = None) -> list[str]:
+        """Cases whose ``labelsTr`` file is not their approved version's file (missing, other bytes), and
+        ``labelsTr`` files of cases without an approved version."""
+        rows = (conn.execute if conn else self._read)(
+            "SELECT c.case_id, v.file_sha256 FROM cases c JOIN versions v "
+            "ON v.case_id = c.case_id AND v.number = c.approved_version"
+        )
+        expected = {r["case_id"]: r["file_sha256"] for r in rows}
+        bad = []
+        for case_id, sha in sorted(expected.items()):
+            path = self.approved_label_path(case_id)
+            if not path.is_file() or file_sha256(path) != sha:
+                bad.append(case_id)
+        folder = self.root / "labelsTr"
+        if folder.is_dir():
+            for f in sorted(folder.glob("*.nii.gz")):
+                case_id = f.name.removesuffix(".nii.gz")
+                if case_id not in expected and not case_id.startswith(TMP_PREFIX):
+                    bad.append(case_id)
+        return bad
+
+    def publish_approved(self, case_ids: Iterable[str] | None = None) -> list[str]:
+        """Make ``labelsTr/`` and ``dataset.json`` show what the database has committed.
+
+        Runs under the write lock, after the approval's commit (so a kill in between leaves the
+        database right and ``labelsTr`` old, which the next :meth:`open` repairs). ``case_ids=None``
+        checks every case. A ``labelsTr`` file of a case without an approved version is moved to
+        ``.medseg/orphans`` (never deleted). Returns the cases whose file was rewritten or moved.
+        """
+        with self._write() as conn:
+            todo = self.published_mismatches(conn) if case_ids is None else list(case_ids)
+            done = []
+            for case_id in todo:
+                r = conn.execute(
+                    "SELECT v.file, v.file_sha256 FROM cases c JOIN versions v ON v.case_id = c.case_id "
+                    "AND v.number = c.approved_version WHERE c.case_id = ?",
+                    (case_id,),
+                ).fetchone()
+                path = self.approved_label_path(case_id)
+                if r is None:
+                    if path.is_file():
+                        self._quarantine(path)
+                        done.append(case_id)
+                elif not path.is_file() or file_sha256(path) != r["file_sha256"]:
+                    self._publish_file(case_id, r["file"])
+                    done.append(case_id)
+            self._write_dataset_json(conn)
+        return done
+
+    def _repair_published(self) -> None:
+        """At open: put ``labelsTr``/``dataset.json`` back in line with the database (best effort: a busy
+        or unwritable store is left for the next open or ``store check --clean``)."""
+        try:
+            bad = self.published_mismatches()
+            if bad or not self._dataset_json_current():
+                self.repaired = self.publish_approved(bad)
+                if self.repaired:
+                    with self._write() as conn:
+                        self._event(
+                            conn,
+                            None,
+                            "napari-medseg",
+                            "repair",
+                            "labelsTr rewritten: " + ", ".join(self.repaired),
+                        )
+        except (StoreBusyError, OSError):
+            pass
+
+    def _dataset_json_current(self) -> bool:
+        approved = {r[0] for r in self._read("SELECT case_id FROM cases WHERE approved_version IS NOT NULL")}
+        try:
+            listed = read_dataset_json(self.root).training
+        except InputError:
+            return False
+        return {img.name.removesuffix(".nii.gz") for img, _ in listed} == approved
+
+    def verify_version(self, info: VersionInfo, case_id: str, action: str = "used") -> None:
+        """Raise ``StoreDamagedError`` unless the version file's bytes match the sha256 recorded at save."""
+        try:
+            ok = file_sha256(info.path) == info.file_sha256
+        except FileNotFoundError:
+            raise StoreDamagedError(
+                f"version {info.number} of case {case_id} is missing ({info.path}); it was not {action} "
+                "(run 'napari-medseg store check')"
+            ) from None
+        if not ok:
+            raise StoreDamagedError(
+                f"version {info.number} of case {case_id} is damaged: {info.path} no longer matches the "
+                f"checksum recorded when it was saved; it was not {action} (run 'napari-medseg store check')"
+            )
+
+    def _write_store_sidecar(self) -> None:
+        sidecar.write_sidecar(
+            sidecar.store_sidecar(self.root / MEDSEG_DIR),
+            {
+                "name": self.name,
+                "labels": {str(k): v for k, v in self.labels.items()},
+                "modality": self.modality,
+            },
+        )
 
     def _refresh_dataset_json(self) -> Path:
         """Rewrite ``dataset.json`` under the write lock (so two processes never interleave)."""
@@ -673,14 +943,16 @@ class CaseStore:
             locking.release(conn, case_id, owner)
 
     # ------------------------------------------------------------------ training / ranking
-    def set_uncertainty(self, case_id: str, score: float) -> None:
-        """Record a case's uncertainty score (higher = review first)."""
+    def set_uncertainty(self, case_id: str, score: float, author: str = "model") -> None:
+        """Record a case's uncertainty score (higher = review first), with an ``uncertainty`` event."""
+        author = validate_person(author)
         case_id = self._case_row(case_id)["case_id"]
         score = float(score)
         if not np.isfinite(score):
             raise StoreError(f"uncertainty score for {case_id} must be a finite number, got {score}")
         with self._write() as conn:
             conn.execute("UPDATE cases SET uncertainty = ? WHERE case_id = ?", (score, case_id))
+            self._event(conn, case_id, author, "uncertainty", f"score {score:.6g}")
 
     def training_items(self) -> list[dict]:
         """One item per case with a label: ``{case_id, image, label, approved, version}``.
@@ -721,5 +993,6 @@ class CaseStore:
 
     def _temp_files(self) -> list[Path]:
         folders = [self.root, self.root / "imagesTr", self.root / "labelsTr"]
+        folders += [self.root / MEDSEG_DIR, self.root / MEDSEG_DIR / "cases"]
         folders += [p for p in (self.root / MEDSEG_DIR / "versions").iterdir() if p.is_dir()]
         return sorted(p for f in folders if f.is_dir() for p in f.glob(f"{TMP_PREFIX}*"))

@@ -20,18 +20,27 @@ def export_approved(store: CaseStore, out_dir: str | Path) -> Path:
 
     ``out_dir`` gets ``imagesTr/<case>.nii.gz``, ``labelsTr/<case>.nii.gz`` (the latest approved
     version of each case) and ``dataset.json``. It must be new or empty and outside the store.
-    Cases never approved are left out.
+    Cases never approved are left out. Every approved version's sha256 and every image's checksum
+    are verified first; a damaged one stops the export before anything is written
+    (:class:`~napari_medseg.errors.StoreDamagedError`).
     """
     out = Path(out_dir).resolve()
     if out == store.root or store.root in out.parents or out in store.root.parents:
         raise StoreError(f"export folder {out} must be outside the store {store.root}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"export folder {out} is a file; give the name of a new folder")
+    if out.exists() and any(out.iterdir()):
         raise StoreError(f"export folder {out} already exists and is not empty; choose a new folder")
-    ids = []
+    chosen = []  # verify every file first: a damaged version or image is refused before anything is written
     for case in store.cases():
         if case.approved_version is None:
             continue
-        label = store.version(case.case_id, case.approved_version).path
+        info = store.version(case.case_id, case.approved_version)
+        store.verify_version(info, case.case_id, "exported")
+        store.load_image(case.case_id)  # refuses a missing or swapped image
+        chosen.append((case, info.path))
+    ids = []
+    for case, label in chosen:
         for src, sub in ((case.image_path, "imagesTr"), (label, "labelsTr")):
             with atomic_path(out / sub / f"{case.case_id}.nii.gz", exclusive=True) as tmp:
                 shutil.copyfile(src, tmp)

@@ -4,11 +4,18 @@ A case id becomes part of file names inside the store (``imagesTr/<id>.nii.gz``,
 ``.medseg/versions/<id>/<n>.nii.gz``), so it must never be able to point outside it: only
 letters, digits, ``_``, ``-`` and ``.``, starting with a letter or digit, no ``..``, at most
 128 characters. Anything else raises :class:`~napari_medseg.errors.StoreError`.
+
+A case id derived from a file name (:func:`case_id_from_path`, used by ``store import`` unless
+``--case-id`` is given) is mapped to that alphabet: accents are dropped (``Müller`` -> ``Muller``),
+every other character outside it (spaces, ``+``, ``(``...) becomes ``_``, runs of ``_`` collapse to
+one, ``..`` becomes ``.``, and leading ``-``, ``.`` and ``_`` are removed
+(``"-scan 1 (ré).nii.gz"`` -> ``scan_1_re``).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 from napari_medseg.errors import StoreError
@@ -36,10 +43,23 @@ def validate_person(name: object, what: str = "author") -> str:
     return name.strip()
 
 
+def id_from_name(name: str) -> str:
+    """Map a file or folder name to a valid case id (see the module docstring), or raise ``StoreError``."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^A-Za-z0-9_.\-]", "_", text)
+    text = re.sub(r"_+", "_", text)
+    text = re.sub(r"\.{2,}", ".", text)
+    text = text.lstrip("-._").rstrip("_")[:128]
+    if not text:
+        raise StoreError(f"cannot make a case id from the name {name!r}; give one with --case-id")
+    return validate_case_id(text)
+
+
 def case_id_from_path(path: str | Path) -> str:
     """Derive a case id from an image path: ``hippocampus_001.nii.gz`` -> ``hippocampus_001``.
 
-    The nnU-Net channel suffix ``_0000`` is dropped; a DICOM folder gives its folder name.
+    The nnU-Net channel suffix ``_0000`` is dropped; a DICOM folder gives its folder name; names
+    outside the case-id alphabet are mapped by :func:`id_from_name`.
     """
     name = Path(path).name
     for ending in _IMAGE_ENDINGS:
@@ -48,4 +68,4 @@ def case_id_from_path(path: str | Path) -> str:
             break
     if re.search(r"_\d{4}$", name):
         name = name[:-5]
-    return validate_case_id(name)
+    return id_from_name(name)

@@ -11,8 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from napari_medseg.errors import InputError
 from napari_medseg.io.atomic import atomic_path
+from napari_medseg.io.dataset_json import read_dataset_json
 
 
 def dataset_json(
@@ -52,22 +52,6 @@ def is_msd_folder(path: str | Path) -> bool:
 
 
 def msd_pairs(folder: str | Path) -> list[tuple[Path, Path | None]]:
-    """``(image, label or None)`` pairs listed in an MSD folder's ``dataset.json`` training list.
-
-    Paths in ``dataset.json`` are resolved against the folder; they must stay inside it.
-    """
-    root = Path(folder).resolve()
-    try:
-        content = json.loads((root / "dataset.json").read_text())
-        entries = content["training"]
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(f"{root / 'dataset.json'} is not a readable MSD dataset.json ({err})") from None
-    pairs: list[tuple[Path, Path | None]] = []
-    for entry in entries:
-        image = (root / entry["image"]).resolve()
-        label = (root / entry["label"]).resolve() if entry.get("label") else None
-        for p in (image, label):
-            if p is not None and root not in p.parents:
-                raise InputError(f"dataset.json entry {p} points outside {root}")
-        pairs.append((image, label))
-    return pairs
+    """``(image, label or None)`` pairs of an MSD folder's validated ``dataset.json`` (see
+    :mod:`napari_medseg.io.dataset_json`); paths are inside the folder."""
+    return read_dataset_json(folder).training

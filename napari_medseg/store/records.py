@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -68,3 +68,13 @@ class Event:
     author: str
     kind: str
     detail: str
+
+
+@dataclass
+class ImportReport:
+    """What a batch import did: new case ids, ids skipped (already there, same image), and
+    ``(file, message)`` for each scan that could not be imported."""
+
+    imported: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)

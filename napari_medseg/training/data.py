@@ -14,7 +14,6 @@ which learnable label — each voxel shows.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from napari_medseg.errors import InputError
+from napari_medseg.io.dataset_json import read_dataset_json
 
 #: Default training patch (voxels, array axes I, J, K); holds every MSD hippocampus case whole.
 DEFAULT_PATCH = (48, 64, 48)
@@ -63,8 +63,7 @@ def cases_from_msd(folder: str | Path, approved: bool = False) -> list[CaseRecor
     pairs: list[tuple[Path, Path]] = []
     meta = folder / "dataset.json"
     if meta.exists():
-        for entry in json.loads(meta.read_text()).get("training", []):
-            pairs.append((folder / entry["image"], folder / entry["label"]))
+        pairs = [(img, lab) for img, lab in read_dataset_json(folder).training if lab is not None]
     else:
         for img in sorted((folder / "imagesTr").glob("*.nii*")):
             name = img.name.replace("_0000.", ".")
@@ -97,14 +96,10 @@ def cases_from_store(store: Any) -> list[CaseRecord]:
 
 def read_classes(path: str | Path) -> dict[int, str] | None:
     """Class names from an MSD ``dataset.json`` (``{"labels": {"0": "background", ...}}``), else None."""
-    meta = Path(path) / "dataset.json"
-    if not meta.exists():
+    if not (Path(path) / "dataset.json").exists():
         return None
-    try:
-        labels = json.loads(meta.read_text()).get("labels")
-        return {int(k): str(v).lower() for k, v in labels.items()} if labels else None
-    except (ValueError, AttributeError):
-        return None
+    labels = read_dataset_json(path).labels
+    return {k: v.lower() for k, v in labels.items()} or None
 
 
 def discover_cases(path: str | Path) -> list[CaseRecord]:
@@ -115,7 +110,7 @@ def discover_cases(path: str | Path) -> list[CaseRecord]:
     if (path / ".medseg").is_dir():
         from napari_medseg.store import CaseStore
 
-        return cases_from_store(CaseStore.open(path))
+        return cases_from_store(CaseStore.open(path, write=False))
     return cases_from_msd(path)
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from napari_medseg.errors import Cancelled, CheckpointError, LockedError, MedsegError, StaleSaveError
+from napari_medseg.errors import (
+    Cancelled,
+    CheckpointError,
+    LockedError,
+    MedsegError,
+    StaleSaveError,
+    user_message,
+)
 
 #: Extra advice per error type, added when the message itself does not say what to do.
 HINTS: dict[type, str] = {
@@ -25,13 +32,16 @@ def message_for(err: MedsegError) -> str:
 
 
 def report(err: BaseException) -> None:
-    """Show a :class:`MedsegError` as a napari notification; anything else is a bug and is re-raised."""
+    """Show a :class:`MedsegError` or an environment fault (:func:`~napari_medseg.errors.user_message`) as a
+    napari notification; anything else is a bug and is re-raised."""
     from napari.utils.notifications import show_error, show_info
 
     if isinstance(err, Cancelled):
         show_info(str(err))
     elif isinstance(err, MedsegError):
         show_error(message_for(err))
+    elif user_message(err) is not None:  # disk full, permission denied, busy or damaged store...
+        show_error(user_message(err))
     else:
         raise err
 
@@ -48,5 +58,5 @@ def reporting() -> Iterator[None]:
     """``with reporting(): ...`` shows user errors raised inside as notifications instead of tracebacks."""
     try:
         yield
-    except MedsegError as err:
+    except Exception as err:  # noqa: BLE001 - report() re-raises what is not a user-facing fault
         report(err)
