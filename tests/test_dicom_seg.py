@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -177,6 +178,10 @@ def test_seg_without_author_names_the_default_content_creator(labels, series_dir
     assert (
         str(pydicom.dcmread(str(out), stop_before_pixels=True).ContentCreatorName) == DEFAULT_CONTENT_CREATOR
     )
+    with warnings.catch_warnings():  # a login name is written as a valid one-component person name
+        warnings.simplefilter("error")
+        out = write_dicom_seg(few, series_dir, tmp_path / "login.dcm", CLASSES, author="alice")
+    assert str(pydicom.dcmread(str(out), stop_before_pixels=True).ContentCreatorName) == "alice^"
 
 
 def _dciodvfy_errors(path: Path) -> list[str]:

@@ -208,6 +208,15 @@ def _check_slice_positions(series: SortedSeries) -> None:
             )
 
 
+def _person_name(author: str) -> str:
+    """ContentCreatorName: ``author`` as a DICOM person name (a name without ``^``, such as a login name,
+    becomes its family-name component: ``alice`` -> ``alice^``), else :data:`DEFAULT_CONTENT_CREATOR`."""
+    name = str(author or "").strip()
+    if not name:
+        return DEFAULT_CONTENT_CREATOR
+    return name if "^" in name else f"{name[:63]}^"
+
+
 def _segment_descriptions(segments: list[SegmentInfo], algorithm_type: str, algorithm: str | None):
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -266,7 +275,8 @@ def write_dicom_seg(
         classes: ``{label value: class name}``; values without a name are exported as ``label <n>``.
         series_uid: the series to reference when the folder holds several.
         author: person who made or corrected the labels (ContentCreatorName, DICOM person name such
-            as ``Doe^Jane``); empty = :data:`DEFAULT_CONTENT_CREATOR`.
+            as ``Doe^Jane``; a name without ``^`` is taken as the family name); empty =
+            :data:`DEFAULT_CONTENT_CREATOR`.
         algorithm: model id that proposed the labels; ``None`` = drawn by hand.
         algorithm_type: ``MANUAL`` / ``SEMIAUTOMATIC`` / ``AUTOMATIC``; default MANUAL without
             ``algorithm``, SEMIAUTOMATIC (a corrected proposal) with one.
@@ -333,7 +343,7 @@ def write_dicom_seg(
             device_serial_number="0",
             content_label="MEDSEG",
             content_description=f"{len(segments)} segments from napari-medseg",
-            content_creator_name=author.strip() or DEFAULT_CONTENT_CREATOR,
+            content_creator_name=_person_name(author),
             series_description=series_description,
             omit_empty_frames=True,
         )
