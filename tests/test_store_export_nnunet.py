@@ -140,3 +140,14 @@ def test_msd_export_converts_with_nnunets_msd_converter(approved_store, nnunet_e
     converted = nnunet_env["nnUNet_raw"] / "Dataset005_Hippo"
     assert len(list((converted / "imagesTr").glob("*_0000.nii.gz"))) == 3
     verify(str(converted), num_processes=1)
+
+
+def test_msd_export_has_what_nnunets_msd_converter_needs(approved_store, tmp_path, capsys):
+    out = tmp_path / "Task05_Hippo"
+    assert main(["store", "export", str(approved_store.root), str(out)]) == 0
+    assert "note:" not in capsys.readouterr().out
+    assert (out / "imagesTs").is_dir()
+    content = json.loads((out / "dataset.json").read_text())
+    assert content["labels"] == {"0": "background", "1": "Anterior", "2": "Posterior"}  # store calls 0 "bg"
+    assert main(["store", "export", str(approved_store.root), str(tmp_path / "approved")]) == 0
+    assert "TaskNN_Name" in capsys.readouterr().out
