@@ -7,6 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 from napari_medseg.cli import main
@@ -46,6 +47,16 @@ def test_predict_writes_labels_uncertainty_and_regions_on_the_source_grid(
     scores = [r["score"] for r in info["regions"]]
     assert scores == sorted(scores, reverse=True)
     assert case in capsys.readouterr().out
+    # the positions say what they are, and ITK (LPS) puts each region's voxel where the LPS centroid says
+    assert "RAS" in info["coordinate_systems"]["centroid_mm"]
+    assert "LPS" in info["coordinate_systems"]["centroid_lps_mm"]
+    itk = sitk.ReadImage(str(out / f"{case}_uncertainty.nii.gz"))
+    assert info["regions"]
+    for region in info["regions"]:
+        lps = itk.TransformContinuousIndexToPhysicalPoint([float(v) for v in region["centroid_voxel"]])
+        np.testing.assert_allclose(region["centroid_lps_mm"], lps, atol=1e-3)
+        ras = np.array(region["centroid_mm"])
+        np.testing.assert_allclose(region["centroid_lps_mm"], ras * [-1, -1, 1], atol=1e-9)
 
 
 def test_predict_with_one_net_writes_entropy_uncertainty(tmp_path, tiny_model_dir, hippo_cases):

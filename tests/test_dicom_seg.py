@@ -8,19 +8,23 @@ pixels, positions and file names are untouched, so the grid is the same as the s
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from highdicom import color as hd_color
 
 from napari_medseg.cli import main
 from napari_medseg.errors import GeometryError, InputError
 from napari_medseg.io import load_labels, load_volume, save_labels
-from napari_medseg.io.dicom_seg import read_dicom_seg, write_dicom_seg
+from napari_medseg.io.dicom_seg import CUSTOM_SCHEME, DEFAULT_CONTENT_CREATOR, read_dicom_seg, write_dicom_seg
+from napari_medseg.io.label_colors import label_rgb
 
 STUDY_UID = "1.2.826.0.1.3680043.10.543.100"
 SERIES_UID = "1.2.826.0.1.3680043.10.543.101"
@@ -153,10 +157,56 @@ def test_seg_references_the_source_series_and_names_the_classes(seg_file, series
     assert liver.SegmentedPropertyCategoryCodeSequence[0].CodeMeaning == "Anatomical Structure"
     adrenal = by_label["adrenal_gland_right"].SegmentedPropertyTypeCodeSequence[0]
     assert adrenal.SegmentedPropertyTypeModifierCodeSequence[0].CodeMeaning == "Right"
-    assert by_label["label 20"].SegmentedPropertyTypeCodeSequence[0].CodeValue == "91723000"
+    unnamed = by_label["label 20"].SegmentedPropertyTypeCodeSequence[0]
+    assert (unnamed.CodeValue, unnamed.CodingSchemeDesignator) == ("L20", CUSTOM_SCHEME)
+    assert seg.CodingSchemeIdentificationSequence[0].CodingSchemeDesignator == CUSTOM_SCHEME
+    # every segment recommends the colour the viewer paints its label value in, and no two share one
+    lab = {s.SegmentLabel: tuple(s.RecommendedDisplayCIELabValue) for s in segments}
+    assert len(set(lab.values())) == len(segments)
+    for s in segments:
+        rgb = hd_color.CIELabColor.from_dicom_value(tuple(s.RecommendedDisplayCIELabValue)).to_rgb()
+        value = int(s.SegmentDescription.rsplit(" ", 1)[-1].rstrip(")"))
+        np.testing.assert_allclose(rgb, label_rgb(value), atol=2)
     assert {s.SegmentAlgorithmType for s in segments} == {"MANUAL"}
     assert "SegmentAlgorithmName" not in liver
     assert str(seg.ContentCreatorName) == "Doe^Jane"
+
+
+def test_seg_without_author_names_the_default_content_creator(labels, series_dir, tmp_path):
+    few = np.where(labels == 5, labels, 0)
+    out = write_dicom_seg(few, series_dir, tmp_path / "anon.dcm", CLASSES)
+    assert (
+        str(pydicom.dcmread(str(out), stop_before_pixels=True).ContentCreatorName) == DEFAULT_CONTENT_CREATOR
+    )
+    with warnings.catch_warnings():  # a login name is written as a valid one-component person name
+        warnings.simplefilter("error")
+        out = write_dicom_seg(few, series_dir, tmp_path / "login.dcm", CLASSES, author="alice")
+    assert str(pydicom.dcmread(str(out), stop_before_pixels=True).ContentCreatorName) == "alice^"
+
+
+def _dciodvfy_errors(path: Path) -> list[str]:
+    """dciodvfy's (dicom3tools) error lines for ``path``; the test is skipped where it is not installed."""
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
+    done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
+
+
+def test_binary_seg_passes_dciodvfy(seg_file):
+    """David Clunie's DICOM validator (dicom3tools) finds no error in our binary SEG."""
+    assert _dciodvfy_errors(seg_file) == []
+
+
+def test_binary_seg_is_read_by_dcmtk(seg_file):
+    """DCMTK's dcmdump parses the whole file (every element, pixel data included) without complaint."""
+    if shutil.which("dcmdump") is None:
+        pytest.skip("dcmdump (Debian package dcmtk) is not installed")
+    done = subprocess.run(
+        ["dcmdump", "-q", "+E", "--print-all", str(seg_file)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SegmentSequence" in done.stdout and "RecommendedDisplayCIELabValue" in done.stdout
+    assert done.stderr.strip() == ""
 
 
 def test_model_id_makes_a_semiautomatic_seg(labels, series_dir, tmp_path):

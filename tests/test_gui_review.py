@@ -445,3 +445,15 @@ def test_closing_the_viewer_gives_the_case_lock_back(app, qtbot):
     assert store.case(case).lock_owner == "alice"
     app.viewer.close()
     qtbot.waitUntil(lambda: store.case(case).lock_owner is None, timeout=5000)
+
+
+def test_labels_are_painted_in_the_colours_a_dicom_seg_recommends(app):
+    from napari_medseg.io.label_colors import label_rgb
+
+    assert app.ctrl.open_case(app.panels["cases"].case_ids()[0])
+    layer = app.viewer.layers[_layers.LABELS]
+    for value in (1, 2, 13):
+        np.testing.assert_allclose(
+            layer.colormap.map(np.array([value]))[0][:3], np.array(label_rgb(value)) / 255
+        )
+    assert layer.colormap.map(np.array([0]))[0][3] == 0  # background stays transparent

@@ -11,7 +11,9 @@ DESCRIPTION = (
     "Write LABELS (a NIfTI label map on the exact voxel grid of the DICOM series, e.g. the corrected labels "
     "saved by the viewer or written by 'predict' for that series) as one DICOM Segmentation (SEG) file that "
     "references the series' study, series and every slice, so it can be sent back to the PACS. Each label "
-    "value present becomes one segment named from --classes ('label <n>' when a value has no name). A label "
+    "value present becomes one segment named from --classes ('label <n>' when a value has no name), coded "
+    "with its SNOMED CT code when DICOM's tables know the name (liver, kidney_left, ...), else with a "
+    "napari-medseg code (scheme 99NMEDSEG), and shown in the colour the viewer paints that value. A label "
     "map on another grid is refused. Without --model-id the segments are recorded as drawn by hand "
     "(MANUAL); with it as a model proposal corrected by a person (SEMIAUTOMATIC), or unedited model output "
     "with --automatic."
@@ -36,7 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help='class names: a JSON object such as \'{"1": "spleen", "5": "liver"}\', or a JSON file '
         "(MSD dataset.json 'labels', a model's pair.json 'classes', or a plain object)",
     )
-    p.add_argument("--author", default="", metavar="NAME", help="who drew or corrected the labels")
+    p.add_argument(
+        "--author",
+        default=None,
+        metavar="NAME",
+        help="who drew or corrected the labels, as a DICOM person name such as Doe^Jane; recorded as "
+        "ContentCreatorName (default: your login name)",
+    )
     p.add_argument("--model-id", default=None, metavar="ID", help="model that proposed the labels")
     p.add_argument(
         "--automatic",
@@ -47,7 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--type",
         choices=("binary", "labelmap"),
         default="binary",
-        help="SEG encoding: binary (default, widest PACS support) or labelmap (smaller, newer standard)",
+        help="SEG encoding. binary (default): Segmentation Storage, read by every SEG-capable PACS and "
+        "viewer; 1 bit per pixel for each slice and segment present (a 512x512 CT slice: 33 KB per "
+        "segment). labelmap: Label Map Segmentation Storage (DICOM Supplement 243), only for readers that "
+        "support Sup 243; 1 byte per pixel of each labelled slice whatever the number of segments, so "
+        "smaller only with many segments (20 CT slices: 1 organ 0.67 MB binary vs 5.3 MB labelmap; "
+        "31 organs 17.3 vs 5.3 MB)",
     )
     p.add_argument(
         "--description", default="napari-medseg segmentation", help="series description of the new SEG series"
@@ -96,6 +109,15 @@ def parse_classes(text: str | None) -> dict[int, str]:
     return classes
 
 
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers): the writer's documented default
+        return ""
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the series and the labels on its grid, write the SEG; MedsegErrors go to the CLI as one line."""
     import numpy as np
@@ -117,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         classes,
         series_uid=volume.meta["series_uid"],
-        author=args.author,
+        author=args.author if args.author else _login_name(),
         algorithm=args.model_id,
         algorithm_type="AUTOMATIC" if args.automatic else None,
         series_description=args.description,

@@ -141,12 +141,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser(
         "export",
-        help="write the approved segmentations as a new Decathlon/nnU-Net folder",
-        description="Write a new Decathlon-style folder (imagesTr/, labelsTr/, dataset.json) with every "
-        "approved case and its latest approved segmentation, for nnU-Net, MONAI or sharing.",
+        help="write the approved segmentations as a new Decathlon (MSD) or nnU-Net v2 dataset",
+        description="Write every approved case and its latest approved segmentation as a new dataset. "
+        "--format msd (default): a Decathlon folder OUT (imagesTr/, labelsTr/, imagesTs/, dataset.json) "
+        "that MONAI reads as is; name OUT like an MSD task, TaskNN_Name (one underscore), and "
+        "nnUNetv2_convert_MSD_dataset -i OUT converts it. --format nnunetv2: nnU-Net v2's own layout, "
+        "OUT/DatasetNNN_Name/ (images with the _0000 channel suffix, dataset.json with channel_names and "
+        "labels name -> value), ready for nnUNetv2_plan_and_preprocess -d NNN; OUT is usually $nnUNet_raw.",
     )
     s.add_argument("dir", type=Path, help="the case folder")
-    s.add_argument("out", type=Path, help="new (or empty) folder to write")
+    s.add_argument(
+        "out",
+        type=Path,
+        help="msd: new (or empty) folder to write; nnunetv2: folder to create DatasetNNN_Name in",
+    )
+    s.add_argument(
+        "--format", choices=("msd", "nnunetv2"), default="msd", help="dataset layout (default: msd)"
+    )
+    s.add_argument(
+        "--dataset-id",
+        type=int,
+        default=None,
+        help="nnunetv2 only: the nnU-Net dataset id NNN, 1-999 (default: 500); must be free in OUT",
+    )
     s.set_defaults(func=run_export)
 
     s = sub.add_parser(
@@ -334,9 +351,30 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     store = _open(args.dir, write=False)
+    if args.format == "nnunetv2":
+        from napari_medseg.store.export_nnunet import DEFAULT_DATASET_ID, export_nnunet
+
+        dataset_id = DEFAULT_DATASET_ID if args.dataset_id is None else args.dataset_id
+        done = export_nnunet(store, args.out, dataset_id)
+        print(
+            f"exported {len(done.case_ids)} approved case(s) to {done.folder} (nnU-Net v2 dataset {dataset_id})"
+        )
+        if any(k != v for k, v in done.relabel.items()):
+            pairs = ", ".join(f"{k}->{v}" for k, v in done.relabel.items() if k != v)
+            print(f"label values renumbered to be consecutive, as nnU-Net requires: {pairs}")
+        return 0
+    if args.dataset_id is not None:
+        raise StoreError("--dataset-id is for --format nnunetv2")
+    from napari_medseg.store.export import MSD_TASK_NAME
+
     out = store.export(args.out)
     n = sum(1 for _ in (out / "labelsTr").glob("*.nii.gz"))
     print(f"exported {n} approved case(s) to {out}")
+    if not MSD_TASK_NAME.match(out.name):
+        print(
+            "note: nnUNetv2_convert_MSD_dataset only converts folders named TaskNN_Name (one underscore); "
+            "rename the folder or use --format nnunetv2"
+        )
     return 0
 
 

@@ -4,7 +4,11 @@ Files written by :func:`write_prediction` (all on the source volume's grid: same
 
 * ``<case>_label.nii.gz`` — proposal labels, uint8.
 * ``<case>_uncertainty.nii.gz`` — uncertainty 0..1, float32 (NIfTI has no float16).
-* ``<case>_regions.json`` — model id/hash, net, case score, messages and the ranked regions.
+* ``<case>_regions.json`` — model id/hash, net, case score, messages and the ranked regions, with a
+  ``coordinate_systems`` entry saying what each position is (:data:`COORDINATE_SYSTEMS`): per region
+  ``centroid_voxel`` (0-based ``(i, j, k)`` index into the written NIfTI arrays), ``centroid_mm`` in RAS+
+  millimetres (NIfTI / nibabel / napari-medseg world) and ``centroid_lps_mm``, the same point in LPS
+  millimetres (DICOM patient coordinates, what DICOM viewers, ITK and SimpleITK report).
 """
 
 from __future__ import annotations
@@ -21,6 +25,26 @@ from napari_medseg.inference.regions import Region
 
 if TYPE_CHECKING:
     from napari_medseg.io.volume import Volume
+
+#: What the positions in ``<case>_regions.json`` mean (written into the file).
+COORDINATE_SYSTEMS = {
+    "centroid_voxel": "0-based (i, j, k) voxel index into the arrays of the written NIfTI files",
+    "bbox": "0-based (i, j, k) voxel indices, start inclusive, stop exclusive",
+    "centroid_mm": "RAS+ millimetres (x to the patient's Right, y Anterior, z Superior): NIfTI/nibabel world",
+    "centroid_lps_mm": "LPS millimetres (x to the patient's Left, y Posterior, z Superior): DICOM patient "
+    "coordinates, as DICOM viewers, ITK and SimpleITK report them; = centroid_mm with x and y negated",
+}
+
+
+def regions_json(pred: Prediction, case: str, source_image: str) -> dict[str, Any]:
+    """The content of ``<case>_regions.json``: :meth:`Prediction.summary`, the coordinate systems and,
+    per region, its centroid in LPS as well."""
+    info: dict[str, Any] = {"case": case, "source_image": source_image, **pred.summary()}
+    info["coordinate_systems"] = dict(COORDINATE_SYSTEMS)
+    for region in info["regions"]:
+        x, y, z = region["centroid_mm"]
+        region["centroid_lps_mm"] = [0.0 - x, 0.0 - y, z]  # 0.0 - x: no "-0.0"
+    return info
 
 
 @dataclass(eq=False)
@@ -119,6 +143,6 @@ def write_prediction(pred: Prediction, reference: Volume, out_dir: str | Path, c
         save_volume(unc, paths["uncertainty"])
     else:
         del paths["uncertainty"]
-    info = {"case": case, "source_image": reference.source, **pred.summary()}
+    info = regions_json(pred, case, reference.source)
     atomic_write_bytes(paths["regions"], (json.dumps(info, indent=2) + "\n").encode())
     return paths

@@ -1,11 +1,19 @@
 """DICOM series folders (pydicom) → :class:`Volume`.
 
-Voxel-order convention (checked against ``example_seg_dicom.nii.gz``, the label map TotalSegmentator wrote
-on the ``ct_dicom`` grid, and the same as dcm2niix/NIfTI tools produce):
+Voxel-order convention: the one dcm2niix writes (and dicom2nifti, hence TotalSegmentator's
+``example_seg_dicom.nii.gz`` on the ``ct_dicom`` grid):
 
 * ``i`` = DICOM column index (along ImageOrientationPatient's row direction),
 * ``j`` = DICOM row index **reversed** (last row first), so an axial series is LAS/RAS-like, not LPS,
 * ``k`` = slices sorted by position along the slice normal ``row_dir × col_dir`` (ascending).
+
+For both shipped DICOM CTs, ``load_series`` gives exactly dcm2niix's array and affine (tested in
+``tests/test_dicom_geometry_itk.py``), so label maps made on dcm2niix / TotalSegmentator NIfTIs pair with
+ours index by index. ITK/SimpleITK (``ImageSeriesReader``) keeps the DICOM row order instead (LPS), so
+its array is ours with ``j`` reversed; dcm2niix and ITK disagree with each other here, and no one order
+matches both. The affine is exact either way: every file written from a series, read by SimpleITK,
+lies voxel for voxel on ITK's own reading of the series (same test file). Compare arrays from the two
+families through their affines (or resample), never by bare index.
 
 ``affine`` maps ``(i, j, k)`` to RAS+ mm: it is built from ImagePositionPatient / ImageOrientationPatient /
 PixelSpacing in DICOM's LPS frame and then converted (x and y negated).

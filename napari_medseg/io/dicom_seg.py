@@ -22,14 +22,26 @@ segment numbers). Each segment carries:
   tables (PS3.16 CID 7192 anatomical structures, e.g. ``liver``, ``kidney_left``, ``aorta``; CID 7191
   tissues; CID 7194 abnormal structures; CID 7197 body substances; CID 7193 physical objects) gets
   that SNOMED CT type code, the matching category and, for a ``left``/``right`` word, a laterality
-  modifier; any other name is coded category and type SCT "Anatomical Structure" (91723000),
+  modifier; any other name (e.g. ``Anterior``, ``GTV``) is coded category SCT "Anatomical Structure"
+  (91723000) and a type from napari-medseg's private coding scheme :data:`CUSTOM_SCHEME`
+  (``99NMEDSEG``; code value ``L<label value>``, meaning = the class name), so segments with different
+  names never share one generic code,
+* RecommendedDisplayCIELabValue = the colour the viewer paints that label value in
+  (:func:`napari_medseg.io.label_colors.label_rgb`), so every segment has its own colour,
 * algorithm type MANUAL without ``algorithm``; with ``algorithm`` (a model id) SEMIAUTOMATIC (a model
   proposal corrected by a person, the default) or AUTOMATIC, with an algorithm identification
   (family DCM "Artificial Intelligence", name = the model id, version = the napari-medseg version).
 
-The SEG type is ``BINARY`` (Segmentation Storage, read by every SEG-capable PACS/viewer) unless
-``segmentation_type="LABELMAP"`` (Label Map Segmentation Storage, smaller but newer and not yet widely
-supported). Frames without any segment are omitted.
+ContentCreatorName (type 2) is always written: ``author``, else :data:`DEFAULT_CONTENT_CREATOR`.
+
+The SEG type is ``BINARY`` (Segmentation Storage, 1 bit per voxel and segment, read by every SEG-capable
+PACS/viewer, dciodvfy, dcmqi and pydicom-seg) unless ``segmentation_type="LABELMAP"`` (Label Map
+Segmentation Storage, DICOM Supplement 243, 8 or 16 bits per voxel for all segments together): only for
+readers that support Sup 243 (highdicom does; dciodvfy 2022, dcmqi and pydicom-seg do not). Sizes
+differ by content: a binary SEG takes 1 bit per pixel for every (slice, segment) pair present (33 KB
+per 512x512 frame), a label map 1 byte per pixel of every slice with any label. Measured on the
+20-slice 512x512 TotalSegmentator CT (``bench/RESULTS.md``, issue 14): one organ 0.67 MB binary vs
+5.3 MB label map, four organs 2.1 vs 5.3 MB, all 31 structures 17.3 vs 5.3 MB. Frames without any segment are omitted.
 
 Source UIDs. A SEG must name its study, series and source instances. Anonymised exports sometimes blank
 SOPInstanceUID/SOPClassUID in the dataset but keep them in the file meta header; those are taken from
@@ -49,12 +61,17 @@ import pydicom
 from napari_medseg.errors import GeometryError, InputError
 from napari_medseg.io.atomic import atomic_write_with
 from napari_medseg.io.dicom import LPS_TO_RAS, SortedSeries, sorted_series
+from napari_medseg.io.label_colors import label_rgb
 from napari_medseg.io.validate import label_dtype
 
 SEG_TYPES = ("BINARY", "LABELMAP")
 ALGORITHM_TYPES = ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC")
 #: Each slice's ImagePositionPatient must lie this close (in slice spacings) to its position on the grid.
 POSITION_TOL_SLICES = 0.25
+#: ContentCreatorName when no author is given (DICOM person name: family name "napari-medseg", the trailing caret marks a one-component name).
+DEFAULT_CONTENT_CREATOR = "napari-medseg^"
+#: Private coding scheme for class names DICOM's tables do not know (PS3.3: private schemes start "99").
+CUSTOM_SCHEME = "99NMEDSEG"
 _VALUE_RE = re.compile(r"\(label value (\d+)\)\s*$")
 _LATERALITY = {"left": "Left", "right": "Right"}
 #: DICOM's segmentation property types per category (PS3.16 CID 719x; pydicom's tables), as
@@ -95,14 +112,16 @@ def _in_cid(camel: str, cid: int) -> bool:
     return camel in getattr(_cid_dict, "cid_concepts", {}).get(cid, {}).get("SCT", ())
 
 
-def segment_codes(name: str):  # noqa: ANN201 - (Code, Code, Code | None), pydicom imported lazily
-    """(category, type, laterality modifier or None) SNOMED CT codes for a class name.
+def segment_codes(name: str, value: int | None = None):  # noqa: ANN201 - (Code, Code, Code | None)
+    """(category, type, laterality modifier or None) codes for a class name.
 
     The name is matched (case-insensitively, ``_``/``-``/space separated, an optional ``left``/``right``
-    word removed) against pydicom's tables of DICOM segmentation contexts; unknown names give
-    ("Anatomical Structure", "Anatomical Structure", None).
+    word removed) against pydicom's tables of DICOM segmentation contexts (SNOMED CT codes). An unknown
+    name gives category SCT "Anatomical Structure" and the type ``(L<value>, 99NMEDSEG, <name>)`` of
+    :data:`CUSTOM_SCHEME` (``value`` defaults to 0 when not given).
     """
     from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
 
     words = [w for w in re.split(r"[\s_\-]+", name.strip()) if w]
     side = None
@@ -116,7 +135,8 @@ def segment_codes(name: str):  # noqa: ANN201 - (Code, Code, Code | None), pydic
         for cid, category in _TYPE_CIDS:
             if _in_cid(camel, cid):
                 return getattr(codes.SCT, category), getattr(codes.SCT, camel), side
-    return codes.SCT.AnatomicalStructure, codes.SCT.AnatomicalStructure, None
+    custom = Code(value=f"L{int(value or 0)}", scheme_designator=CUSTOM_SCHEME, meaning=name[:64] or "label")
+    return codes.SCT.AnatomicalStructure, custom, None
 
 
 def _check_labels(labels: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -188,6 +208,15 @@ def _check_slice_positions(series: SortedSeries) -> None:
             )
 
 
+def _person_name(author: str) -> str:
+    """ContentCreatorName: ``author`` as a DICOM person name (a name without ``^``, such as a login name,
+    becomes its family-name component: ``alice`` -> ``alice^``), else :data:`DEFAULT_CONTENT_CREATOR`."""
+    name = str(author or "").strip()
+    if not name:
+        return DEFAULT_CONTENT_CREATOR
+    return name if "^" in name else f"{name[:63]}^"
+
+
 def _segment_descriptions(segments: list[SegmentInfo], algorithm_type: str, algorithm: str | None):
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -204,7 +233,7 @@ def _segment_descriptions(segments: list[SegmentInfo], algorithm_type: str, algo
         )
     out = []
     for seg in segments:
-        category, prop_type, modifier = segment_codes(seg.name)
+        category, prop_type, modifier = segment_codes(seg.name, seg.value)
         desc = hd.seg.SegmentDescription(
             segment_number=seg.number,
             segment_label=seg.name,
@@ -212,6 +241,7 @@ def _segment_descriptions(segments: list[SegmentInfo], algorithm_type: str, algo
             segmented_property_type=prop_type,
             algorithm_type=algorithm_type,
             algorithm_identification=ident,
+            display_color=hd.color.CIELabColor.from_rgb(*label_rgb(seg.value)),
         )
         if modifier is not None:
             desc.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
@@ -244,12 +274,15 @@ def write_dicom_seg(
         out_path: the ``.dcm`` file to write, atomically (a temporary file renamed into place).
         classes: ``{label value: class name}``; values without a name are exported as ``label <n>``.
         series_uid: the series to reference when the folder holds several.
-        author: person who made or corrected the labels (ContentCreatorName).
+        author: person who made or corrected the labels (ContentCreatorName, DICOM person name such
+            as ``Doe^Jane``; a name without ``^`` is taken as the family name); empty =
+            :data:`DEFAULT_CONTENT_CREATOR`.
         algorithm: model id that proposed the labels; ``None`` = drawn by hand.
         algorithm_type: ``MANUAL`` / ``SEMIAUTOMATIC`` / ``AUTOMATIC``; default MANUAL without
             ``algorithm``, SEMIAUTOMATIC (a corrected proposal) with one.
         series_description: SeriesDescription of the new SEG series (at most 64 characters).
-        segmentation_type: ``BINARY`` (default, widest support) or ``LABELMAP``.
+        segmentation_type: ``BINARY`` (default, widest support) or ``LABELMAP`` (for readers that
+            support Sup 243; see the module docstring).
 
     Raises:
         GeometryError: ``labels`` is not on the series grid (shape, or a slice off its position).
@@ -310,12 +343,21 @@ def write_dicom_seg(
             device_serial_number="0",
             content_label="MEDSEG",
             content_description=f"{len(segments)} segments from napari-medseg",
-            content_creator_name=author or None,
+            content_creator_name=_person_name(author),
             series_description=series_description,
             omit_empty_frames=True,
         )
     except (ValueError, TypeError, AttributeError, KeyError) as err:  # malformed source headers
         raise InputError(f"cannot build a DICOM SEG for series {series.uid} ({err})") from None
+    if any(
+        item.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == CUSTOM_SCHEME
+        for item in seg.SegmentSequence
+    ):  # a private coding scheme is declared in the SOP Common module (PS3.3 C.12.1.1.2)
+        scheme = pydicom.Dataset()
+        scheme.CodingSchemeDesignator = CUSTOM_SCHEME
+        scheme.CodingSchemeName = "napari-medseg class names"
+        scheme.CodingSchemeResponsibleOrganization = "napari-medseg"
+        seg.CodingSchemeIdentificationSequence = [scheme]
     out = Path(out_path)
     atomic_write_with(out, lambda tmp: seg.save_as(str(tmp), enforce_file_format=True))
     return out

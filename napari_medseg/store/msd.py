@@ -1,8 +1,8 @@
 """MSD / nnU-Net dataset folders: ``dataset.json`` and finding image/label pairs.
 
 The store's own root is such a folder: ``imagesTr/<case>.nii.gz``, ``labelsTr/<case>.nii.gz`` and a
-``dataset.json`` listing the cases that have an approved label (so nnU-Net's MSD converter and
-MONAI's ``load_decathlon_datalist`` read it directly).
+``dataset.json`` listing the cases that have an approved label (so MONAI's ``load_decathlon_datalist``
+reads it directly; nnU-Net gets its data from ``store export``, see :mod:`.export_nnunet`).
 """
 
 from __future__ import annotations

@@ -62,7 +62,9 @@ def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
     geo = _geometry(session)
     image = viewer.add_image(to_display(session.image.array), name=IMAGE, colormap="gray", **geo)
     image.metadata["case_id"] = session.case_id
-    labels = viewer.add_labels(to_display(session.labels), name=LABELS, opacity=0.6, **geo)
+    labels = viewer.add_labels(
+        to_display(session.labels), name=LABELS, opacity=0.6, colormap=label_colormap(), **geo
+    )
     labels.metadata["case_id"] = session.case_id
     if session.proposal is not None:
         show_proposal(viewer, session)
@@ -75,12 +77,25 @@ def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
     viewer.dims.current_step = tuple(step)
 
 
+def label_colormap() -> Any:
+    """napari colormap with the shared per-value label colours (the ones a DICOM SEG export recommends)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    from napari_medseg.io.label_colors import napari_color_dict
+
+    return DirectLabelColormap(color_dict=napari_color_dict())
+
+
 def show_proposal(viewer: napari.Viewer, session: ReviewSession) -> None:
     """(Re)show the proposal as an editable Labels layer (outlines) under the working labels; it holds a
     copy, so edits to it never change the stored proposal until accepted."""
     _remove(viewer, PROPOSAL)
     layer = viewer.add_labels(
-        to_display(session.proposal.copy()), name=PROPOSAL, opacity=0.9, **_geometry(session)
+        to_display(session.proposal.copy()),
+        name=PROPOSAL,
+        opacity=0.9,
+        colormap=label_colormap(),
+        **_geometry(session),
     )
     layer.contour = 1
     _move_below(viewer, PROPOSAL, LABELS)
