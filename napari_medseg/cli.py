@@ -27,6 +27,7 @@ COMMANDS = (
     "retrain",
     "models",
     "dicom_seg",
+    "pacs",
 )
 
 

@@ -41,3 +41,7 @@ class Cancelled(MedsegError):
     """A long-running operation was cancelled by the user."""
 
     exit_code = 130
+
+
+class PacsError(MedsegError):
+    """A PACS could not be reached, refused a request, or answered with something that is not DICOM."""
