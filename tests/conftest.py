@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from napari_medseg.bundled import resource_path
+
 REPO = Path(__file__).resolve().parent.parent
 #: ``../shared/data`` beside the checkout (CI clones the repo with ``shared/`` beside it).
 SHARED_DATA = Path(os.environ.get("MEDSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
 HIPPO = SHARED_DATA / "msd-hippocampus"
 TOTALSEG = SHARED_DATA / "totalseg-examples"
 STS_DICOM = SHARED_DATA / "ibsi-sts-ct" / "dicom" / "STS_001"
-RESOURCES = REPO / "resources"
+RESOURCES = resource_path()  # the bundled model and sample cases (package data)
 
 
 def _need(path: Path) -> Path:
