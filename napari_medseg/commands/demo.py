@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="MODELDIR",
-        help="model folder with pair.json (default: the bundled model resources/models/default)",
+        help="model folder with pair.json (default: the bundled model napari_medseg/resources/models/default)",
     )
     p.add_argument("--user", default=None, help="your name, recorded with saves (default: your login name)")
     p.add_argument("--no-predict", action="store_true", help="open the first case without running the model")

@@ -32,7 +32,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="MODELDIR",
-        help="model folder with pair.json (default: the bundled model resources/models/default)",
+        help="model folder with pair.json (default: the bundled model napari_medseg/resources/models/default)",
     )
     p.add_argument(
         "--net",
