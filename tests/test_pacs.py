@@ -6,9 +6,16 @@ Credentials reach the client only through the environment, as they would in use.
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -21,7 +28,7 @@ from napari_medseg.cli import main
 from napari_medseg.errors import PacsError, StoreError
 from napari_medseg.io.dicom import load_series, sorted_series
 from napari_medseg.pacs import PacsClient, pull_series, push_version
-from napari_medseg.pacs.auth import ENV_PASSWORD, ENV_USER, load_credentials
+from napari_medseg.pacs.auth import ENV_PASSWORD, ENV_USER, Credentials, load_credentials
 from napari_medseg.pacs.records import read_source
 from napari_medseg.store import CaseStore
 
@@ -202,3 +209,77 @@ def test_credentials_come_from_env_or_a_private_file_only(tmp_path):
     # there is no command-line option for a password or token
     code, out = _cli("pacs", "list", "--help")
     assert code == 0 and "--password" not in out and "--token" not in out
+
+
+class _Html(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = b"<html><body>Please log in</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def html_server():  # noqa: ANN201 - (host, port, server)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_login_page_instead_of_dicomweb_is_one_clear_line(html_server):
+    client = PacsClient(
+        f"http://127.0.0.1:{html_server.server_address[1]}/dicom-web", Credentials(), retries=0
+    )
+    with pytest.raises(PacsError, match="not DICOM"):
+        client.search_studies()
+    with pytest.raises(PacsError, match="not DICOM"):
+        list(client.iter_series("1.2.3", "1.2.3.4"))
+
+
+def test_a_pacs_that_never_answers_times_out():
+    with socket.socket() as listener:  # accepts connections (backlog) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web"
+        client = PacsClient(url, Credentials(), timeout_s=0.5, retries=1, backoff_ms=10)
+        with pytest.raises(PacsError, match=r"did not answer within 0.5 s"):
+            client.search_studies()
+
+
+@pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="needs the openssl command for a test certificate"
+)
+def test_tls_certificates_are_verified(html_server, tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    html_server.socket = context.wrap_socket(html_server.socket, server_side=True)
+    url = f"https://127.0.0.1:{html_server.server_address[1]}/dicom-web"
+    with pytest.raises(PacsError, match="TLS certificate .* could not be verified"):
+        PacsClient(url, Credentials(), retries=0).search_studies()
+    # trusting the certificate explicitly gets past TLS (to the login page, which is not DICOM)
+    with pytest.raises(PacsError, match="not DICOM"):
+        PacsClient(url, Credentials(), retries=0, ca_bundle=str(cert)).search_studies()
+
+
+def test_pacs_code_is_headless():
+    code = (
+        "import sys, napari_medseg.pacs, napari_medseg.commands.pacs\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'PyQt5', 'torch')]\n"
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr

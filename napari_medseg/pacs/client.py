@@ -192,15 +192,20 @@ class PacsClient:
                     f"({self.credentials.describe()})"
                 ) from None
             raise PacsError(f"the PACS at {name} could not {what} (HTTP {code} {reason})") from None
+        except requests.exceptions.JSONDecodeError:  # also a RequestException: before it
+            raise self._not_dicom(what, "not DICOM JSON") from None
         except requests.exceptions.RequestException as err:
             raise PacsError(
                 f"the request to the PACS at {name} to {what} failed ({type(err).__name__})"
             ) from None
         except (ValueError, KeyError, TypeError, pydicom.errors.InvalidDicomError, EOFError) as err:
-            raise PacsError(
-                f"the PACS at {name} answered with something that is not DICOM while trying to {what} "
-                f"({type(err).__name__}); is {name} a DICOMweb URL?"
-            ) from None
+            raise self._not_dicom(what, type(err).__name__) from None
+
+    def _not_dicom(self, what: str, detail: str) -> PacsError:
+        return PacsError(
+            f"the PACS at {self.name} answered with something that is not DICOM while trying to {what} "
+            f"({detail}); is {self.name} a DICOMweb URL?"
+        )
 
     # ------------------------------------------------------------------ QIDO-RS
     def search_studies(
