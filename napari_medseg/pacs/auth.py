@@ -143,7 +143,11 @@ def check_url(url: str) -> str:
 def safe_url(url: str) -> str:
     """``url`` with any ``user:password@`` part and query string removed (for messages and records)."""
     parts = urlsplit(str(url))
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number
+        return "<invalid URL>"
     if not parts.hostname:
         return "<invalid URL>"
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    host = parts.hostname + (f":{port}" if port else "")
     return f"{parts.scheme}://{host}{parts.path}".rstrip("/")

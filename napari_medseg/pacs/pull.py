@@ -24,6 +24,7 @@ from pathlib import Path
 import pydicom
 
 from napari_medseg.errors import PacsError, StoreError
+from napari_medseg.io.dicom import sorted_series
 from napari_medseg.pacs.client import PacsClient, SeriesInfo
 from napari_medseg.pacs.deidentify import deidentify, remap_uid
 from napari_medseg.pacs.records import PacsSource, read_source, store_salt, write_source
@@ -85,7 +86,8 @@ def choose_series(client: PacsClient, study_uid: str, series_uid: str | None) ->
     return images[0]
 
 
-def _write_instance(ds: pydicom.Dataset, path: Path) -> None:
+def save_instance(ds: pydicom.Dataset, path: Path) -> None:
+    """Write one retrieved instance as a DICOM Part 10 file; PacsError when it cannot be encoded."""
     try:
         ds.save_as(str(path), enforce_file_format=True)
     except (ValueError, AttributeError, TypeError) as err:
@@ -147,7 +149,7 @@ def pull_series(
                 cancel()
             if deidentify_data:
                 deidentify(ds, salt)
-            _write_instance(ds, folder / f"{n:06d}.dcm")
+            save_instance(ds, folder / f"{n:06d}.dcm")
             n += 1
             if progress is not None:
                 progress(n, max(total, n))
@@ -155,8 +157,6 @@ def pull_series(
             raise PacsError(f"the PACS at {client.name} returned no instance of series {info.series_uid}")
         if cancel is not None:
             cancel()
-        from napari_medseg.io.dicom import sorted_series
-
         series = sorted_series(folder)
         store.import_case(folder, case_id=case_id, author=author)
     first = series.headers[0]

@@ -26,7 +26,7 @@ import pydicom
 from napari_medseg.errors import GeometryError, PacsError, StoreError
 from napari_medseg.pacs.client import PacsClient
 from napari_medseg.pacs.deidentify import uid_from_digest
-from napari_medseg.pacs.pull import Progress, _write_instance
+from napari_medseg.pacs.pull import Progress, save_instance
 from napari_medseg.pacs.records import PacsSource, read_source, write_source
 from napari_medseg.store import CaseStore
 from napari_medseg.store.records import VersionInfo
@@ -152,7 +152,7 @@ def push_version(
         for ds in client.iter_series(source.study_uid, source.series_uid):
             if cancel is not None:
                 cancel()
-            _write_instance(ds, folder / f"{n:06d}.dcm")
+            save_instance(ds, folder / f"{n:06d}.dcm")
             n += 1
             if progress is not None:
                 progress(n, max(total, n + 1))
