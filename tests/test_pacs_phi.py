@@ -32,6 +32,8 @@ PHI = {
     "AccessionNumber": "ACC99881234",
     "OperatorsName": "Operatorov^Ivana",
     "PatientComments": "lives with daughter Beatrix",
+    "StudyDescription": "CT thorax for Mrs Smithfield",
+    "SeriesDescription": "Smithfield axial 3mm",
 }
 PRIVATE_TEXT = "Smithfield private note"
 NEEDLES = [v.split("^")[0] for v in PHI.values()] + ["19410723", "Beatrix", PRIVATE_TEXT]
