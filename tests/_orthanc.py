@@ -40,6 +40,18 @@ def missing_reason() -> str | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM Orthanc when the test process dies (no orphans
+    after a killed or timed-out test run); a no-op where prctl is unavailable."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -85,7 +97,9 @@ class Orthanc:
         cfg = self.folder / "orthanc.json"
         cfg.write_text(json.dumps(self.config(), indent=2))
         self._log = open(self.folder / "orthanc.log", "wb")  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen([ORTHANC_BIN, str(cfg)], stdout=self._log, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(
+            [ORTHANC_BIN, str(cfg)], stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
