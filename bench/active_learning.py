@@ -137,12 +137,12 @@ def labelled_store(root: Path, cases: list[str], by_id: dict[str, Any], classes,
 
 def train_start(args: argparse.Namespace, initial: list[str], by_id: dict[str, Any], classes) -> Path:
     """The start model: random weights trained ``--start-epochs`` epochs on the initial cases only."""
-    from napari_medseg import RESOURCES_DIR
+    from napari_medseg.bundled import default_model_dir
     from napari_medseg.registry import PromotionRule
     from napari_medseg.retraining import retrain
 
     root = args.out / "store-start"
-    arch = args.arch or RESOURCES_DIR / "models" / "default"
+    arch = args.arch or default_model_dir()
     init = make_random_start(args.out / "random-init", arch, args.seed)
     registry = labelled_store(root, initial, by_id, classes, init, reason="random weights")
     result = retrain(

@@ -4,7 +4,7 @@
 Usage::
 
     # real volumes (hippocampus case + 122x101x112 CT), trained default pair if present:
-    python bench/bench_inference.py [--model resources/models/default] [--threads 2] [--repeat 3]
+    python bench/bench_inference.py [--model napari_medseg/resources/models/default] [--threads 2] [--repeat 3]
     # synthetic large-volume mode (meant for a GPU; runs on CPU at small scale):
     python bench/bench_inference.py --size 512 512 256 --hidden 768 --feature 16 --classes 14 --roi 96 --sw-batch 16
 
@@ -150,7 +150,7 @@ def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--model", type=Path, default=REPO / "resources" / "models" / "default")
+    parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--repeat", type=int, default=3)
@@ -169,6 +169,10 @@ def main() -> None:
         "--roi", type=int, nargs="+", default=None, help="window size (1 or 3 ints, synthetic mode)"
     )
     args = parser.parse_args()
+    if args.model is None:  # the bundled model of the installed package
+        from napari_medseg.bundled import default_model_dir
+
+        args.model = default_model_dir()
 
     from napari_medseg.inference.device import resolve_device
     from napari_medseg.io import load_volume

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/eval_uncertainty.py [--model resources/models/default] [--data ../shared/data/msd-hippocampus]
+    python bench/eval_uncertainty.py [--model napari_medseg/resources/models/default] [--data ../shared/data/msd-hippocampus]
                                      [--cases N] [--threads 2]
 
 Cases: the validation split recorded in the model card (``training.split.val``), else the last
@@ -126,13 +126,17 @@ def case_maps(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO / "resources" / "models" / "default")
+    parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "msd-hippocampus")
     parser.add_argument("--cases", type=int, default=24, help="cases to use when the card records no split")
     parser.add_argument("--radius", type=int, default=3, help="boundary band half-width (voxels)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args()
+    if args.model is None:  # the bundled model of the installed package
+        from napari_medseg.bundled import default_model_dir
+
+        args.model = default_model_dir()
 
     from napari_medseg.commands.evaluate import validation_ids
     from napari_medseg.inference.engine import predict_volume

@@ -6,7 +6,7 @@ the trainer's own validation (``CoCorrectingTrainer.validate``: every UNETR weig
 chosen weights into ``pair.json`` (``proposal_weights``), with the per-weight Dice in the card.
 The weight is picked and reported on the same cases (the card says so).
 
-    python bench/pick_proposal_weight.py resources/models/default --data ../shared/data/msd-hippocampus
+    python bench/pick_proposal_weight.py napari_medseg/resources/models/default --data ../shared/data/msd-hippocampus
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ The package is split into a headless core (``io``, ``store``, ``models``, ``infe
 (``widgets``) plus the npe2 adapters (``_napari``) that wire the core to layers.
 """
 
-from pathlib import Path
+from napari_medseg.bundled import resource_path
 
 __version__ = "0.1.0"
 
-#: Folder with the bundled sample cases and default models (``resources/`` at the repository root).
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
+#: Folder with the bundled sample cases and default models (package data ``napari_medseg/resources``,
+#: found through :func:`napari_medseg.bundled.resource_path`).
+RESOURCES_DIR = resource_path()

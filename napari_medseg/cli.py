@@ -41,6 +41,7 @@ COMMANDS = (
     "retrain",
     "models",
     "dicom_seg",
+    "pacs",
 )
 
 

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from napari_medseg.bundled import resource_path
+
 REPO = Path(__file__).resolve().parent.parent
 #: ``../shared/data`` beside the checkout (CI clones the repo with ``shared/`` beside it).
 SHARED_DATA = Path(os.environ.get("MEDSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
 HIPPO = SHARED_DATA / "msd-hippocampus"
 TOTALSEG = SHARED_DATA / "totalseg-examples"
-RESOURCES = REPO / "resources"
+STS_DICOM = SHARED_DATA / "ibsi-sts-ct" / "dicom" / "STS_001"
+RESOURCES = resource_path()  # the bundled model and sample cases (package data)
 
 
 def _need(path: Path) -> Path:
@@ -29,6 +32,24 @@ def hippo_dir() -> Path:
 @pytest.fixture(scope="session")
 def totalseg_dir() -> Path:
     return _need(TOTALSEG)
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - tests._orthanc.Orthanc
+    """A real Orthanc PACS (DICOMweb at ``.dicomweb_url``, basic auth ``.auth``) holding the IBSI STS_001
+    study (59-slice CT series + RTSTRUCT); started once, stopped after the session."""
+    from _orthanc import Orthanc, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    study = _need(STS_DICOM)
+    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
+    try:
+        server.upload_folder(study)
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

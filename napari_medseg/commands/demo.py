@@ -1,6 +1,6 @@
 """``napari-medseg demo``: the review app on the bundled sample cases, ready to try.
 
-Steps: create (once) a demo case store from ``resources/sample`` in the user's data folder, score its
+Steps: create (once) a demo case store from the bundled sample cases (``napari_medseg/resources/sample``) in the user's data folder, score its
 cases with the model pair (review queue = most uncertain first), open napari with the panels docked,
 open the most uncertain case, run the pair in the background and show proposal + uncertainty.
 """
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="MODELDIR",
-        help="model folder with pair.json (default: the bundled model resources/models/default)",
+        help="model folder with pair.json (default: the bundled model napari_medseg/resources/models/default)",
     )
     p.add_argument("--user", default=None, help="your name, recorded with saves (default: your login name)")
     p.add_argument("--no-predict", action="store_true", help="open the first case without running the model")
@@ -59,19 +59,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def prepare_store(root: Path) -> tuple[object, bool]:
-    """Open the demo store in ``root``, creating it from ``resources/sample`` when missing.
+    """Open the demo store in ``root``, creating it from the bundled sample cases (``napari_medseg/resources/sample``) when missing.
 
     Returns:
         ``(store, created)``. The sample images are imported without labels: the model proposes,
         the user corrects.
     """
-    from napari_medseg import RESOURCES_DIR
+    from napari_medseg.bundled import sample_dir
     from napari_medseg.store import CaseStore
     from napari_medseg.store.casestore import DB_NAME, MEDSEG_DIR
 
     if (root / MEDSEG_DIR / DB_NAME).is_file():
         return CaseStore.open(root), False
-    sample = RESOURCES_DIR / "sample"
+    sample = sample_dir()
     images = sorted((sample / "imagesTr").glob("*.nii.gz"))
     if not images:
         from napari_medseg.errors import InputError

@@ -19,10 +19,10 @@ DESCRIPTION = (
 
 
 def default_model_dir() -> Path:
-    """``resources/models/default`` of the installed package."""
-    from napari_medseg import RESOURCES_DIR
+    """The bundled default model of the installed package (``napari_medseg/resources/models/default``)."""
+    from napari_medseg import bundled
 
-    return RESOURCES_DIR / "models" / "default"
+    return bundled.default_model_dir()
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="MODELDIR",
-        help="model folder with pair.json (default: the bundled model resources/models/default)",
+        help="model folder with pair.json (default: the bundled model napari_medseg/resources/models/default)",
     )
     p.add_argument(
         "--net",

@@ -264,6 +264,8 @@ def write_dicom_seg(
     algorithm_type: str | None = None,
     series_description: str = "napari-medseg segmentation",
     segmentation_type: str = "BINARY",
+    seg_series_uid: str | None = None,
+    seg_instance_uid: str | None = None,
 ) -> Path:
     """Write ``labels`` as a DICOM SEG referencing the series it was drawn on; return ``out_path``.
 
@@ -283,6 +285,8 @@ def write_dicom_seg(
         series_description: SeriesDescription of the new SEG series (at most 64 characters).
         segmentation_type: ``BINARY`` (default, widest support) or ``LABELMAP`` (for readers that
             support Sup 243; see the module docstring).
+        seg_series_uid, seg_instance_uid: SeriesInstanceUID / SOPInstanceUID of the SEG (default: new
+            random UIDs); a caller that must write the same SEG twice (PACS push) passes fixed ones.
 
     Raises:
         GeometryError: ``labels`` is not on the series grid (shape, or a slice off its position).
@@ -333,9 +337,9 @@ def write_dicom_seg(
             pixel_array=frames,
             segmentation_type=seg_type,
             segment_descriptions=_segment_descriptions(segments, algo_type, algorithm),
-            series_instance_uid=hd.UID(),
+            series_instance_uid=seg_series_uid or hd.UID(),
             series_number=min(int(src_number or 0), 2**30) + 1000,  # the source series' number + 1000
-            sop_instance_uid=hd.UID(),
+            sop_instance_uid=seg_instance_uid or hd.UID(),
             instance_number=1,
             manufacturer="napari-medseg",
             manufacturer_model_name="napari-medseg",

@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from napari_medseg import RESOURCES_DIR
+from napari_medseg.bundled import default_model_dir
 from napari_medseg.errors import StoreError
 from napari_medseg.io.atomic import TMP_PREFIX, atomic_write_bytes, fsync_dir
 from napari_medseg.models.card import utc_now
 from napari_medseg.registry.promotion import Decision, PromotionRule, decide
 from napari_medseg.store.ids import validate_case_id
 
-DEFAULT_MODEL_DIR = RESOURCES_DIR / "models" / "default"
+DEFAULT_MODEL_DIR = default_model_dir()
 REGISTRY_FILE = "registry.json"
 
 

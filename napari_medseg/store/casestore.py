@@ -786,6 +786,13 @@ class CaseStore:
         with self._write() as conn:
             self._event(conn, case_id, author, "comment", text.strip())
 
+    def record_event(self, case_id: str, author: str, kind: str, detail: str) -> None:
+        """Add an audit-trail entry of another module's ``kind`` (e.g. ``pacs_pull``, ``pacs_push``)."""
+        author = validate_person(author)
+        case_id = self._case_row(case_id)["case_id"]
+        with self._write() as conn:
+            self._event(conn, case_id, author, kind, detail)
+
     def events(self, case_id: str | None = None) -> list[Event]:
         """Audit trail (oldest first), of one case or of the whole store."""
         if case_id is None:
