@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from napari_medseg.inference.prediction import Prediction
     from napari_medseg.review.diff import LabelDiff
+    from napari_medseg.review.proposals import StoredProposal
     from napari_medseg.review.session import ReviewSession
     from napari_medseg.store.records import VersionInfo
 
@@ -52,7 +53,8 @@ class ReviewController:
 
     Signals: ``session_changed()``, ``case_opened(case_id)``, ``prediction_started(case_id)``,
     ``prediction_progress(done, total)``, ``prediction_finished(prediction or None)``,
-    ``store_changed()`` (a save or status change), ``region_changed(index)``, ``diff_changed(diff)``.
+    ``store_changed()`` (a save or status change), ``region_changed(index)``, ``diff_changed(diff)``,
+    ``overlay_visibility(visible)`` (the uncertainty overlay was shown or hidden, e.g. by Alt-U).
     """
 
     session_changed = Signal()
@@ -63,6 +65,7 @@ class ReviewController:
     store_changed = Signal()
     region_changed = Signal(int)
     diff_changed = Signal(object)
+    overlay_visibility = Signal(bool)
 
     def __init__(self, viewer: napari.Viewer) -> None:
         self._viewer = weakref.ref(viewer)
@@ -73,7 +76,12 @@ class ReviewController:
         self._cancel: Any = None
         self._progress_bar: Any = None
         self._relay: Any = None
-        self.predict_options: dict[str, Any] = {"net": "pair", "device": "auto", "show_probabilities": False}
+        self.predict_options: dict[str, Any] = {
+            "net": "pair",
+            "device": "auto",
+            "show_probabilities": False,
+            "outside_domain": False,
+        }
         self.close_guard: Any = None
         self.prediction_progress.connect(self._on_progress)
 
@@ -85,6 +93,11 @@ class ReviewController:
         return viewer
 
     # ------------------------------------------------------------------ store / session
+    @property
+    def store_root(self) -> Path | None:
+        """Root folder of the open session's case store (the one store every panel works on), or ``None``."""
+        return Path(self.session.store.root) if self.session is not None else None
+
     def set_session(self, session: ReviewSession) -> None:
         """Use ``session`` (closing the previous one's case, asking about unsaved edits)."""
         if self.session is not None and self.session is not session:
@@ -176,6 +189,8 @@ class ReviewController:
             return False
         self.region_index = -1
         _layers.show_case(self.viewer, s)
+        if s.proposal is not None:
+            _layers.show_uncertainty(self.viewer, s, band_only=self.band_only)
         self.case_opened.emit(case_id)
         return True
 
@@ -211,6 +226,21 @@ class ReviewController:
         net = net or opts["net"]
         device = device or opts["device"]
         case_id = s.case_id
+        outside_ok = bool(opts.get("outside_domain"))
+        try:
+            domain = s.check_domain()  # here, so a refusal is one line at once, not a failed worker
+        except MedsegError as err:
+            _notify.report(err)
+            return None
+        if domain.refused and not outside_ok:
+            from napari_medseg.models.domain import OutsideDomainError
+
+            _notify.report(
+                OutsideDomainError(
+                    f"{domain.message}: not run; tick 'run outside the training domain' in Predict to insist"
+                )
+            )
+            return None
         self._cancel = CancelToken()
         self._relay = _progress_relay(self.prediction_progress)
         self._progress_bar = _napari_progress(f"Predicting {case_id} ({net})")
@@ -218,7 +248,9 @@ class ReviewController:
 
         def predict_and_store() -> tuple:
             """Worker thread: the model run and the store write, so the viewer never waits on either."""
-            prediction = s.predict(net=net, device=device, progress=relay.emit, cancel=cancel)
+            prediction = s.predict(
+                net=net, device=device, progress=relay.emit, cancel=cancel, outside_domain=outside_ok
+            )
             cancel.check()
             return prediction, s.save_proposal(prediction, case_id)
 
@@ -248,7 +280,7 @@ class ReviewController:
                 bar.total = total
             bar.update(done - bar.n)
 
-    def _prediction_done(self, case_id: str, prediction: Prediction, saved: VersionInfo) -> None:
+    def _prediction_done(self, case_id: str, prediction: Prediction, saved: StoredProposal) -> None:
         s = self.session
         try:
             s.apply_prediction(prediction, case_id=case_id, saved=saved)
@@ -257,8 +289,9 @@ class ReviewController:
             self.prediction_finished.emit(None)
             return
         self.show_prediction(prediction)
-        for msg in prediction.messages:
-            _notify.info(msg)
+        for msg in [*prediction.messages, saved.reason]:
+            if msg:
+                _notify.info(msg)
         self.store_changed.emit()
         self.prediction_finished.emit(prediction)
 
@@ -292,7 +325,7 @@ class ReviewController:
     # ------------------------------------------------------------------ uncertainty regions
     def regions(self) -> list:
         s = self.session
-        return [] if s is None or s.prediction is None else list(s.prediction.regions)
+        return [] if s is None or s.case_id is None else s.regions
 
     def go_to_region(self, index: int) -> bool:
         """Centre the view (all three sliders and the camera) on region ``index`` (0 = most uncertain)."""
@@ -317,13 +350,20 @@ class ReviewController:
     def set_band_only(self, band_only: bool) -> None:
         """Limit the overlay to the boundary band (or show the pair's disagreement everywhere)."""
         self.band_only = band_only
-        if self.session is not None and self.session.prediction is not None:
+        if self.session is not None and self.session.case_id is not None:
             _layers.show_uncertainty(self.viewer, self.session, band_only=band_only)
 
     def toggle_overlay(self) -> None:
+        """Show / hide the uncertainty overlay (Alt-U); the Uncertainty panel's checkbox follows."""
         layer = _layers.get(self.viewer, _layers.UNCERTAINTY)
         if layer is not None:
-            layer.visible = not layer.visible
+            self.set_overlay_visible(not layer.visible)
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        layer = _layers.get(self.viewer, _layers.UNCERTAINTY)
+        if layer is not None and layer.visible != visible:
+            layer.visible = visible
+        self.overlay_visibility.emit(bool(visible))
 
     # ------------------------------------------------------------------ review
     def _open_session(self) -> ReviewSession | None:
@@ -344,6 +384,7 @@ class ReviewController:
                 from napari_medseg.io.napari_view import from_display
 
                 s.set_labels(from_display(proposal_layer.data).astype(s.labels.dtype))
+                s.mark_edited_from_proposal()
             else:
                 s.accept_proposal()
             _layers.refresh_labels(self.viewer, s)
