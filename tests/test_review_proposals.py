@@ -42,7 +42,9 @@ def test_a_prediction_is_stored_once_with_its_map_and_regions_and_reopens_with_t
     s.open_case(case)
     pred = s.run_prediction(device="cpu")
     version = store.proposal(case)
-    assert s.proposal_version == version.number == 1 and store.case(case).uncertainty == pytest.approx(pred.score)
+    assert s.proposal_version == version.number == 1 and store.case(case).uncertainty == pytest.approx(
+        pred.score
+    )
     again = store_prediction(store, case, pred, "alice")  # the same proposal from the same model
     assert not again.created and again.version.number == 1 and "not saved again" in again.reason
     assert len(store.versions(case)) == 1
@@ -93,8 +95,15 @@ def test_a_ct_is_refused_unless_insisted_and_then_never_ranked(tmp_path, model_d
     ct = SHARED_DATA / "ibsi-sts-ct" / "imagesTr" / "sts_002.nii.gz"
     if not ct.exists():
         pytest.skip(f"real data not found at {ct}")
+    from napari_medseg.io import load_volume, save_volume
+
+    full = load_volume(ct)  # a corner of the real CT (same grid, smaller): a short run when insisted
+    from napari_medseg.io.volume import Volume
+
+    corner = Volume(np.ascontiguousarray(full.array[:64, :64, :16]), full.affine.copy(), modality="CT")
+    small = save_volume(corner, tmp_path / "ct.nii.gz")
     store = CaseStore.init(tmp_path / "ct", name="ct", labels=LABELS, modality="CT")
-    case = store.import_case(ct)
+    case = store.import_case(small)
     s = ReviewSession(store, user="alice", model_dir=model_dir)
     s.open_case(case)
     with pytest.raises(OutsideDomainError, match="outside tiny-domain's training domain"):
