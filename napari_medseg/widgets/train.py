@@ -176,6 +176,7 @@ class TrainPanel(QWidget):
         args = [
             "-m",
             "napari_medseg.commands.retrain",
+            "--events",
             "--store",
             self.store_edit.text().strip(),
             "--epochs",
