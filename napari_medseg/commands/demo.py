@@ -136,7 +136,6 @@ def open_viewer(session, case_id: str, predict: bool, screenshot: Path | None, q
     from qtpy.QtCore import QTimer
 
     from napari_medseg.widgets._controller import controller_for
-
     from napari_medseg.widgets.layout import dock_review_panels
 
     viewer = napari.Viewer(title="napari-medseg demo")

@@ -224,7 +224,7 @@ def run_store(args: argparse.Namespace) -> int:
             volume = store.load_image(case)
             check = _check(volume, pair, model_dir, args)
             pred = _predict(volume, pair, args, case)
-            saved = store_prediction(store, case, pred, args.author, check)
+            saved = store_prediction(store, case, pred, args.author, check, volume)
             if args.out is not None:
                 write_prediction(pred, volume, args.out, case)
             r = {**result(case, pred, pair.classes, check), "version": saved.version.number}

@@ -2,11 +2,17 @@
 
 Display order is ``(K, J, I)``: :func:`to_display` transposes a ``(I, J, K)`` array so napari's first
 (slider) axis walks ``K``, which shows axial slices for RAS/LPS/LAS volumes. The layer keywords from
-:func:`layer_kwargs` place every voxel at its RAS+ world position, also in display order
-``(z, y, x) = (S, A, R)`` mm::
+:func:`layer_kwargs` place every voxel at its patient position in DICOM's LPS+ millimetres, in display
+order ``(z, y, x) = (S, P, L)``::
 
     world_display = rotate @ diag(scale) @ index_display + translate
-    world_display == P @ (affine @ [i, j, k, 1])[:3],  P = reverse axes, index_display = (k, j, i)
+    world_display == W @ (affine @ [i, j, k, 1])[:3],  W = RAS (x, y, z) -> (S, P, L) = (z, -y, -x)
+    index_display = (k, j, i)
+
+With napari's default camera (``y`` down, ``x`` right) this is the radiological convention without any
+camera setting: anterior at the top, the patient's right on the screen's left. So a volume opened with
+File > Open (our reader) and a case opened in the review panels look the same, and napari's status bar
+shows the scanner's (DICOM) patient coordinates.
 
 ``rotate`` is napari's "rotation" matrix, which (as in ``napari.utils.transforms``' own decomposition)
 may contain a reflection: flipped axes (LPS, LAS) keep positive scales. ``shear`` is only given for
@@ -24,6 +30,8 @@ from napari_medseg.io.volume import Volume
 #: Permutation (I, J, K) -> display (K, J, I).
 DISPLAY_AXES = (2, 1, 0)
 _P = np.eye(3)[list(DISPLAY_AXES)]
+#: RAS+ (x, y, z) -> display world (S, P, L): reversed axes, A and R negated.
+_W = np.diag([1.0, -1.0, -1.0]) @ _P
 
 
 def to_display(arr: np.ndarray) -> np.ndarray:
@@ -37,16 +45,17 @@ def from_display(arr_view: np.ndarray) -> np.ndarray:
 
 
 def display_affine(affine: np.ndarray) -> np.ndarray:
-    """4×4 map from display indices ``(k, j, i)`` to world ``(S, A, R)``-ordered RAS+ mm."""
+    """4×4 map from display indices ``(k, j, i)`` to display world ``(S, P, L)`` mm."""
     affine = np.asarray(affine, np.float64)
     out = np.eye(4)
-    out[:3, :3] = _P @ affine[:3, :3] @ _P.T
-    out[:3, 3] = _P @ affine[:3, 3]
+    out[:3, :3] = _W @ affine[:3, :3] @ _P.T
+    out[:3, 3] = _W @ affine[:3, 3]
     return out
 
 
 def layer_kwargs(vol: Volume | np.ndarray) -> dict[str, Any]:
-    """napari layer keywords ``scale``, ``translate`` (mm) and, when needed, ``rotate``/``shear``.
+    """napari layer keywords ``scale``, ``translate`` (mm, display world ``(S, P, L)``) and, when needed,
+    ``rotate``/``shear``.
 
     Args:
         vol: a Volume, or a 4×4 voxel → RAS+ affine.
@@ -94,6 +103,6 @@ def affine_from_layer(scale: Any, translate: Any, rotate: Any = None, shear: Any
         sh = m
     linear_disp = rot @ sh[-3:, -3:] @ np.diag(scale)
     affine = np.eye(4)
-    affine[:3, :3] = _P.T @ linear_disp @ _P
-    affine[:3, 3] = _P.T @ translate
+    affine[:3, :3] = _W.T @ linear_disp @ _P
+    affine[:3, 3] = _W.T @ translate
     return affine

@@ -25,6 +25,7 @@ import numpy as np
 if TYPE_CHECKING:
     from napari_medseg.inference.prediction import Prediction
     from napari_medseg.inference.regions import Region
+    from napari_medseg.io.volume import Volume
     from napari_medseg.models.domain import DomainCheck
     from napari_medseg.store import CaseStore
     from napari_medseg.store.records import VersionInfo
@@ -95,10 +96,12 @@ def store_prediction(
     prediction: Prediction,
     author: str,
     domain: DomainCheck | None = None,
+    image: Volume | None = None,
 ) -> StoredProposal:
     """Save ``prediction`` of ``case_id`` as its proposal (see the module docstring for the rules).
 
-    Touches only the store (thread-safe): a worker thread may call it.
+    Touches only the store (thread-safe): a worker thread may call it. ``image``: the case's image if
+    already loaded (saves reading it again for the uncertainty map's grid).
     """
     from napari_medseg.store.casestore import labels_checksum
     from napari_medseg.store.proposal_files import write_proposal_extras
@@ -124,7 +127,9 @@ def store_prediction(
         and latest.source == prediction.source
         and latest.label_checksum == labels_checksum(labels)
     ):
-        write_proposal_extras(store, case_id, latest, unc, summary)  # refresh the map of the same proposal
+        write_proposal_extras(
+            store, case_id, latest, unc, summary, image
+        )  # refresh the map of the same proposal
         return StoredProposal(
             latest, False, scored, f"same proposal as version {latest.number}: not saved again{kept}"
         )
@@ -134,7 +139,7 @@ def store_prediction(
     version = store.save_version(
         case_id, labels, author=author, source=prediction.source, note=note, is_proposal=True
     )
-    write_proposal_extras(store, case_id, version, unc, summary)
+    write_proposal_extras(store, case_id, version, unc, summary, image)
     return StoredProposal(
         version, True, scored, f"proposal stored as version {version.number}{kept}" if kept else ""
     )

@@ -308,8 +308,11 @@ class ReviewSession:
         """
         from napari_medseg.review.proposals import store_prediction
 
-        domain = self._domain if case_id == self.case_id else None
-        return store_prediction(self.store, case_id, prediction, self.user, domain)
+        same = case_id == self.case_id
+        image = self.image if same else None
+        return store_prediction(
+            self.store, case_id, prediction, self.user, self._domain if same else None, image
+        )
 
     def apply_prediction(
         self,

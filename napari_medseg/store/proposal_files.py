@@ -22,6 +22,7 @@ import numpy as np
 from napari_medseg.io.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
+    from napari_medseg.io.volume import Volume
     from napari_medseg.store.casestore import CaseStore
     from napari_medseg.store.records import VersionInfo
 
@@ -51,12 +52,16 @@ def write_proposal_extras(
     version: VersionInfo,
     uncertainty: np.ndarray | None,
     summary: dict[str, Any],
+    image: Volume | None = None,
 ) -> None:
-    """Write the uncertainty map (``(I, J, K)``, 0..1) and summary of proposal ``version`` (atomic)."""
+    """Write the uncertainty map (``(I, J, K)``, 0..1) and summary of proposal ``version`` (atomic).
+
+    ``image``: the case's image if already loaded (its grid is written with the map), else it is read.
+    """
     from napari_medseg.io import save_volume
 
     if uncertainty is not None:
-        image = store.load_image(case_id)
+        image = image if image is not None else store.load_image(case_id)
         if tuple(uncertainty.shape) != tuple(image.shape):
             raise ValueError(f"uncertainty {uncertainty.shape} does not fit case {case_id} {image.shape}")
         vol = image.with_array(np.asarray(uncertainty, dtype=np.float32), modality="unknown")

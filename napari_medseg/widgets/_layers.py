@@ -67,9 +67,8 @@ def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
     if session.proposal is not None:
         show_proposal(viewer, session)
     viewer.layers.selection.active = labels
-    # Radiological convention: the display's world axes are (S, A, R) for an axial scan, so anterior goes
-    # up and the patient's right to the screen's left (napari's default shows A down and R right).
-    viewer.scene.camera.orientation2d = ("up", "left")
+    # Radiological convention without a camera setting: the world is (S, P, L) (io.napari_view), so with
+    # napari's default camera anterior is up and the patient's right on the left, as with File > Open.
     viewer.reset_view()
     step = [s // 2 for s in to_display(session.image.array).shape]
     viewer.dims.current_step = tuple(step)
