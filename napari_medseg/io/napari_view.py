@@ -106,3 +106,65 @@ def affine_from_layer(scale: Any, translate: Any, rotate: Any = None, shear: Any
     affine[:3, :3] = _W.T @ linear_disp @ _P
     affine[:3, 3] = _W.T @ translate
     return affine
+
+
+#: CT window presets, name -> (level, width) in HU (the usual radiology reading windows).
+CT_WINDOWS: dict[str, tuple[float, float]] = {
+    "soft tissue": (40.0, 400.0),
+    "lung": (-600.0, 1500.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+}
+#: The window a CT opens with.
+DEFAULT_CT_WINDOW = "soft tissue"
+
+
+def window_limits(level: float, width: float) -> tuple[float, float]:
+    """Contrast limits ``(low, high)`` of a window given as level (centre) and width."""
+    return (float(level - width / 2), float(level + width / 2))
+
+
+def default_contrast(vol: Volume) -> tuple[float, float]:
+    """Contrast limits a volume opens with: CT the soft-tissue window, other images their 0.5-99.5 %
+    intensity range (MR intensities have no absolute scale)."""
+    if vol.modality == "CT":
+        return window_limits(*CT_WINDOWS[DEFAULT_CT_WINDOW])
+    arr = np.asarray(vol.array)
+    step = max(1, int(round((arr.size / 1_000_000) ** (1 / 3))))
+    lo, hi = (float(v) for v in np.percentile(arr[::step, ::step, ::step], [0.5, 99.5]))
+    return (lo, hi if hi > lo else lo + 1.0)
+
+
+#: Orientation marker letters at the top, bottom, left and right of an axial view (radiological).
+AXIAL_MARKERS = (("A", "top"), ("P", "bottom"), ("R", "left"), ("L", "right"))
+
+
+def axial_marker_positions(extent_world: np.ndarray, inset: float = 0.04) -> list[tuple[str, float, float]]:
+    """``(letter, y, x)`` in display world mm for the axial orientation markers of an image.
+
+    Args:
+        extent_world: ``[[z0, y0, x0], [z1, y1, x1]]`` world bounding box of the image (S, P, L).
+        inset: how far inside the edges, as a share of the side.
+    """
+    (_, y0, x0), (_, y1, x1) = np.asarray(extent_world, dtype=np.float64)
+    dy, dx = (y1 - y0) * inset, (x1 - x0) * inset
+    ym, xm = (y0 + y1) / 2, (x0 + x1) / 2
+    where = {"top": (y0 + dy, xm), "bottom": (y1 - dy, xm), "left": (ym, x0 + dx), "right": (ym, x1 - dx)}
+    return [(letter, *where[side]) for letter, side in AXIAL_MARKERS]
+
+
+#: Colours of label values 1, 2, ... (RGB 0..1), cycled; blues, greens and purples, so they never look
+#: like the uncertainty heat map's reds and yellows.
+CLASS_COLOURS: tuple[tuple[float, float, float], ...] = (
+    (0.12, 0.56, 1.0),
+    (0.2, 0.85, 0.35),
+    (0.72, 0.4, 1.0),
+    (0.0, 0.85, 0.85),
+    (0.55, 0.75, 0.2),
+    (0.35, 0.35, 0.95),
+)
+
+
+def class_colour(value: int) -> tuple[float, float, float]:
+    """RGB colour (0..1) of label value ``value`` (``value >= 1``)."""
+    return CLASS_COLOURS[(int(value) - 1) % len(CLASS_COLOURS)]

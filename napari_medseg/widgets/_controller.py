@@ -191,7 +191,45 @@ class ReviewController:
         _layers.show_case(self.viewer, s)
         if s.proposal is not None:
             _layers.show_uncertainty(self.viewer, s, band_only=self.band_only)
+        self.describe_overlay()
         self.case_opened.emit(case_id)
+        return True
+
+    def adopt_image(self, run: bool = False) -> bool:
+        """Import the image opened with File > Open (our reader: its layer knows its source file) into the
+        open store, open it as a case and (``run``) run the model on it."""
+        from napari_medseg.errors import InputError
+
+        s = self.session
+        if s is None:
+            _notify.report(MedsegError("no case store is open: open one in the Cases panel first"))
+            return False
+        layer = next(
+            (
+                lyr
+                for lyr in [self.viewer.layers.selection.active, *reversed(list(self.viewer.layers))]
+                if lyr is not None and lyr.metadata.get("source") and lyr._type_string == "image"
+            ),
+            None,
+        )
+        if layer is None:
+            _notify.report(
+                InputError("no image opened with File > Open to add: open a NIfTI file or DICOM folder")
+            )
+            return False
+        source = layer.metadata["source"]
+        try:
+            case_id = s.store.import_case(source, author=s.user)
+        except MedsegError as err:
+            _notify.report(err)
+            return False
+        self.viewer.layers.remove(layer)  # the case view shows it now, with the review layers
+        self.store_changed.emit()
+        if not self.open_case(case_id):
+            return False
+        _notify.info(f"added {source} to the store as {case_id}")
+        if run:
+            self.run_prediction()
         return True
 
     def step_case(self, step: int, order: str = "uncertainty", statuses: list[str] | None = None) -> bool:
@@ -305,6 +343,7 @@ class ReviewController:
         if _layers.LABELS in viewer.layers:
             viewer.layers.selection.active = viewer.layers[_layers.LABELS]
         self.region_index = -1
+        self.describe_overlay()
 
     def _prediction_failed(self, err: BaseException) -> None:
         self.prediction_finished.emit(None)
@@ -335,10 +374,35 @@ class ReviewController:
             return False
         index = max(0, min(index, len(regions) - 1))
         self.region_index = index
-        world = _layers.voxel_to_world(self.viewer, regions[index].centroid_voxel)
+        region = regions[index]
+        world = _layers.voxel_to_world(self.viewer, region.centroid_voxel)
         _layers.centre_on(self.viewer, world)
+        radius = (3.0 * region.volume_mm3 / (4.0 * 3.141592653589793)) ** (1.0 / 3.0)
+        _layers.show_region(self.viewer, world, radius)
+        self.describe_overlay()
         self.region_changed.emit(index)
         return True
+
+    def describe_overlay(self) -> None:
+        """The canvas line: overlay threshold and the current region (number, slice, mean uncertainty)."""
+        viewer = self.viewer
+        layer = _layers.get(viewer, _layers.UNCERTAINTY)
+        if layer is None or self.session is None:
+            viewer.text_overlay.visible = False
+            return
+        text = f"uncertainty shown from {layer.contrast_limits[0]:.2f} (0 = sure, 1 = split evenly)"
+        regions = self.regions()
+        if 0 <= self.region_index < len(regions):
+            r = regions[self.region_index]
+            text += (
+                f"  ·  region {self.region_index + 1}/{len(regions)}, slice {round(r.centroid_voxel[2])}, "
+                f"mean {r.mean_uncertainty:.2f}"
+            )
+        if self.session.outside_domain:
+            text += "  ·  OUTSIDE THE MODEL'S TRAINING DOMAIN"
+        viewer.text_overlay.text = text
+        viewer.text_overlay.color = "white"
+        viewer.text_overlay.visible = True
 
     def step_region(self, step: int) -> bool:
         """Go to the next (``1``) or previous (``-1``) region."""

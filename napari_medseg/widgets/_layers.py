@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_medseg.io.napari_view import from_display, layer_kwargs, to_display
+from napari_medseg.io.napari_view import (
+    axial_marker_positions,
+    class_colour,
+    default_contrast,
+    from_display,
+    layer_kwargs,
+    to_display,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -28,11 +35,38 @@ PROPOSAL = "proposal"
 UNCERTAINTY = "uncertainty"
 DIFF = "changes vs proposal"
 PROB_PREFIX = "p(foreground) "
+MARKERS = "orientation"
+REGION = "current region"
 
-#: Default uncertainty overlay look.
-OVERLAY_COLORMAP = "inferno"
-OVERLAY_OPACITY = 0.8
-OVERLAY_THRESHOLD = 0.2  # shown from here up (regions start at inference.regions.DEFAULT_THRESHOLD)
+#: Default uncertainty overlay look: transparent below the threshold, then red to yellow.
+OVERLAY_OPACITY = 0.75
+OVERLAY_THRESHOLD = 0.5  # = inference.regions.DEFAULT_THRESHOLD: what is shown is what regions are made of
+OVERLAY_COLOURS = [[1.0, 0.1, 0.0, 0.0], [1.0, 0.15, 0.0, 0.55], [1.0, 0.6, 0.0, 0.85], [1.0, 1.0, 0.2, 1.0]]
+
+
+def overlay_colormap():  # noqa: ANN201 - napari Colormap
+    """The uncertainty overlay's colormap (RGBA: low values see-through, so the anatomy stays visible)."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(OVERLAY_COLOURS, name="uncertainty", controls=[0.0, 0.01, 0.5, 1.0])
+
+
+def label_colormap(classes: dict[int, str] | None = None):  # noqa: ANN201 - DirectLabelColormap
+    """One colour per class (:func:`~napari_medseg.io.napari_view.class_colour`), background clear."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    values = sorted(v for v in (classes or {1: "1", 2: "2"}) if v != 0)
+    colours = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
+    colours.update({v: (*class_colour(v), 1.0) for v in values})
+    return DirectLabelColormap(color_dict=colours)
+
+
+def _name_classes(layer: Any, classes: dict[int, str]) -> None:
+    """Class names in the layer's features, so napari's status bar says 'anterior', not '1'."""
+    import pandas as pd
+
+    values = sorted(classes)
+    layer.features = pd.DataFrame({"index": values, "class": [classes[v] for v in values]})
 
 
 def get(viewer: napari.Viewer, name: str):  # noqa: ANN201 - a napari layer or None
@@ -48,7 +82,15 @@ def _remove(viewer: napari.Viewer, name: str) -> None:
 def clear_case(viewer: napari.Viewer) -> None:
     """Remove every layer this plugin shows for a case."""
     for layer in list(viewer.layers):
-        if layer.name in (IMAGE, LABELS, PROPOSAL, UNCERTAINTY, DIFF) or layer.name.startswith(PROB_PREFIX):
+        if layer.name in (
+            IMAGE,
+            LABELS,
+            PROPOSAL,
+            UNCERTAINTY,
+            DIFF,
+            MARKERS,
+            REGION,
+        ) or layer.name.startswith(PROB_PREFIX):
             viewer.layers.remove(layer)
 
 
@@ -60,12 +102,27 @@ def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
     """Show the open case: image, working labels (editable), and the proposal when there is one."""
     clear_case(viewer)
     geo = _geometry(session)
-    image = viewer.add_image(to_display(session.image.array), name=IMAGE, colormap="gray", **geo)
+    image = viewer.add_image(
+        to_display(session.image.array),
+        name=IMAGE,
+        colormap="gray",
+        contrast_limits=default_contrast(session.image),  # CT: soft-tissue window
+        **geo,
+    )
     image.metadata["case_id"] = session.case_id
-    labels = viewer.add_labels(to_display(session.labels), name=LABELS, opacity=0.6, **geo)
+    image.metadata["modality"] = session.image.modality
+    classes = session.store.labels
+    labels = viewer.add_labels(
+        to_display(session.labels), name=LABELS, opacity=0.9, colormap=label_colormap(classes), **geo
+    )
+    labels.contour = 2  # outlines: the anatomy and the uncertainty overlay stay visible inside
     labels.metadata["case_id"] = session.case_id
+    _name_classes(labels, classes)
     if session.proposal is not None:
         show_proposal(viewer, session)
+    show_orientation(viewer, image)
+    viewer.scale_bar.visible = True
+    viewer.scale_bar.unit = "mm"
     viewer.layers.selection.active = labels
     # Radiological convention without a camera setting: the world is (S, P, L) (io.napari_view), so with
     # napari's default camera anterior is up and the patient's right on the left, as with File > Open.
@@ -78,11 +135,55 @@ def show_proposal(viewer: napari.Viewer, session: ReviewSession) -> None:
     """(Re)show the proposal as an editable Labels layer (outlines) under the working labels; it holds a
     copy, so edits to it never change the stored proposal until accepted."""
     _remove(viewer, PROPOSAL)
+    classes = session.store.labels
     layer = viewer.add_labels(
-        to_display(session.proposal.copy()), name=PROPOSAL, opacity=0.9, **_geometry(session)
+        to_display(session.proposal.copy()),
+        name=PROPOSAL,
+        opacity=0.5,
+        colormap=label_colormap(classes),
+        **_geometry(session),
     )
     layer.contour = 1
+    _name_classes(layer, classes)
     _move_below(viewer, PROPOSAL, LABELS)
+
+
+def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
+    """A/P/R/L letters at the edges of the axial view (a 2D Points layer: shown on every slice)."""
+    _remove(viewer, MARKERS)
+    marks = axial_marker_positions(image.extent.world)
+    layer = viewer.add_points(
+        np.array([[y, x] for _, y, x in marks]),
+        name=MARKERS,
+        size=0.1,
+        face_color="transparent",
+        border_width=0,
+        features={"letter": [m[0] for m in marks]},
+        text={"string": "{letter}", "color": "yellow", "size": 14},
+    )
+    layer.editable = False
+    return layer
+
+
+def show_region(viewer: napari.Viewer, world: tuple[float, ...], radius_mm: float) -> Any:
+    """Mark the current uncertain region: a ring around its centre on the slices it covers."""
+    layer = get(viewer, REGION)
+    point = np.asarray([world], dtype=np.float64)
+    if layer is None:
+        layer = viewer.add_points(
+            point,
+            name=REGION,
+            symbol="ring",
+            size=max(2.0 * radius_mm, 4.0),
+            face_color="cyan",
+            border_width=0,
+            out_of_slice_display=True,
+        )
+        layer.editable = False
+    else:
+        layer.data = point
+        layer.size = max(2.0 * radius_mm, 4.0)
+    return layer
 
 
 def _move_below(viewer: napari.Viewer, name: str, other: str) -> None:
@@ -96,7 +197,11 @@ def _move_below(viewer: napari.Viewer, name: str, other: str) -> None:
 def show_uncertainty(
     viewer: napari.Viewer, session: ReviewSession, band_only: bool = True, visible: bool = True
 ) -> Any:
-    """Show (or update) the uncertainty heat map: additive, ``inferno``, threshold = lower contrast limit."""
+    """Show (or update) the uncertainty heat map over the label outlines, with its colour bar.
+
+    Transparent below the threshold (the lower contrast limit), then red to yellow; translucent
+    blending, so the image and the outlines stay visible through it.
+    """
     data = session.uncertainty_map(band_only=band_only)
     if data is None:
         _remove(viewer, UNCERTAINTY)
@@ -109,14 +214,18 @@ def show_uncertainty(
     layer = viewer.add_image(
         to_display(data),
         name=UNCERTAINTY,
-        colormap=OVERLAY_COLORMAP,
-        blending="additive",
+        colormap=overlay_colormap(),
+        blending="translucent",
         opacity=OVERLAY_OPACITY,
         contrast_limits=(OVERLAY_THRESHOLD, 1.0),
         visible=visible,
         **_geometry(session),
     )
     layer.metadata["band_only"] = band_only
+    layer.colorbar.visible = True
+    for name in (MARKERS, REGION):  # markers stay on top
+        if name in viewer.layers:
+            viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
     return layer
 
 

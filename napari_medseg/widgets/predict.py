@@ -58,6 +58,9 @@ class PredictPanel(QWidget):
         self.domain_label = QLabel("")
         self.domain_label.setWordWrap(True)
         self.run_btn = QPushButton("Run")
+        self.run_btn.setToolTip(
+            "run on the open case, or on an image opened with File > Open (added to the store)"
+        )
         self.run_btn.clicked.connect(self.run)
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
@@ -158,6 +161,14 @@ class PredictPanel(QWidget):
         if s is not None:  # the model may have changed elsewhere (e.g. a retrained model was promoted)
             self.model_edit.setText(str(s.model_dir))
         self._sync_options()
+        if (
+            s is not None
+            and s.case_id is None
+            and any(lyr.metadata.get("source") for lyr in self.viewer.layers)
+        ):
+            # an image opened with File > Open: "run on this image" = add it to the store, open it, run
+            self.ctrl.adopt_image(run=True)
+            return self.ctrl.worker
         return self.ctrl.run_prediction()
 
     def _sync_options(self) -> None:

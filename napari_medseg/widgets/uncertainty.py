@@ -64,7 +64,7 @@ class UncertaintyPanel(QWidget):
         nav.addWidget(next_btn)
         form = QFormLayout()
         form.addRow("Opacity", self.opacity_slider)
-        form.addRow("Threshold", self.threshold_slider)
+        form.addRow("Show from", self.threshold_slider)
         layout = QVBoxLayout(self)
         layout.addWidget(self.region_list)
         layout.addLayout(nav)
@@ -119,3 +119,4 @@ class UncertaintyPanel(QWidget):
         low = min(self.threshold_slider.value() / 100, 0.99)
         layer.contrast_limits = (low, 1.0)
         layer.visible = self.visible_check.isChecked()
+        self.ctrl.describe_overlay()
