@@ -80,9 +80,9 @@ def _is_label_file(path: Path) -> bool:
 
 
 def _layer(vol: Any, layer_type: str, name: str) -> LayerData:
-    from napari_medseg.io.napari_view import default_contrast, layer_kwargs, to_display
+    from napari_medseg.io.napari_view import UNITS, default_contrast, layer_kwargs, to_display
 
-    kwargs = {"name": name, "metadata": layer_metadata(vol), **layer_kwargs(vol)}
+    kwargs = {"name": name, "metadata": layer_metadata(vol), **layer_kwargs(vol), "units": UNITS}
     if layer_type == "image":
         kwargs["contrast_limits"] = default_contrast(vol)  # CT: soft-tissue window, as in the case view
     return (to_display(vol.array), kwargs, layer_type)

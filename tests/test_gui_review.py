@@ -359,6 +359,36 @@ def test_closing_the_window_with_unsaved_edits_asks_and_cancel_keeps_it_open(app
     assert ctrl.session.case_id is None
 
 
+def test_viewer_close_cancel_keeps_a_working_window_and_exit_asks_one_question(app, monkeypatch, qtbot):
+    import napari._qt.qt_main_window as qt_main_window
+    from napari.settings import get_settings
+
+    ctrl, viewer = app.ctrl, app.viewer
+    case = app.panels["cases"].case_ids()[0]
+    assert ctrl.open_case(case)
+    viewer.layers[_layers.LABELS].paint((3, 20, 15), 2, refresh=True)
+    asked, napari_asked = [], []
+    monkeypatch.setattr(_dialogs, "ask_unsaved", lambda case_id: asked.append(case_id) or "cancel")
+    viewer.close()  # napari tears the canvas down before the Qt window closes: asked before that
+    qtbot.wait(50)
+    assert asked == [case] and viewer.window._qt_window.isVisible()
+    assert _layers.LABELS in viewer.layers and viewer.window._qt_viewer.canvas.native.isVisible()
+
+    class _NapariQuestion:  # napari's own "close window?" dialog, answered yes
+        def __init__(self, *args):
+            napari_asked.append(args)
+
+        def exec_(self):
+            return qt_main_window.QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(qt_main_window, "ConfirmCloseDialog", _NapariQuestion)
+    monkeypatch.setattr(get_settings().application, "confirm_close_window", True)
+    viewer.window._qt_window.close(quit_app=False, confirm_need=True)  # File > Close Window, answered Stay
+    qtbot.wait(50)
+    assert asked == [case, case] and napari_asked == []  # one question: ours, which says more
+    assert viewer.window._qt_window.isVisible() and ctrl.session.has_unsaved_changes
+
+
 def test_stale_save_says_who_and_offers_a_new_version(app, monkeypatch):
     ctrl = app.ctrl
     case = app.panels["cases"].case_ids()[0]

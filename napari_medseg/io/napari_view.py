@@ -30,6 +30,8 @@ from napari_medseg.io.volume import Volume
 #: Permutation (I, J, K) -> display (K, J, I).
 DISPLAY_AXES = (2, 1, 0)
 _P = np.eye(3)[list(DISPLAY_AXES)]
+#: Units of every layer's world axes (napari's scale bar and status bar read them).
+UNITS = ("mm", "mm", "mm")
 #: RAS+ (x, y, z) -> display world (S, P, L): reversed axes, A and R negated.
 _W = np.diag([1.0, -1.0, -1.0]) @ _P
 

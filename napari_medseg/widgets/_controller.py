@@ -40,7 +40,10 @@ def controller_for(viewer: napari.Viewer) -> ReviewController:
     ctrl = _CONTROLLERS.get(viewer)
     if ctrl is None:
         from napari_medseg.widgets._close_guard import install_close_guard
+        from napari_medseg.widgets.layout import prefer_our_reader
         from napari_medseg.widgets.shortcuts import install_shortcuts
+
+        prefer_our_reader()
 
         ctrl = _CONTROLLERS[viewer] = ReviewController(viewer)
         install_shortcuts(viewer, ctrl)
@@ -136,6 +139,17 @@ class ReviewController:
             pass
         if not s.has_unsaved_changes:
             s.close_case()
+
+    def has_unsaved_edits(self) -> bool:
+        """``True`` when the open case's working labels (as the viewer shows them) are not saved."""
+        s = self.session
+        if s is None or s.case_id is None:
+            return False
+        try:
+            _layers.pull_labels(self.viewer, s)
+        except RuntimeError:  # the viewer is already gone
+            return False
+        return s.has_unsaved_changes
 
     def confirm_close(self) -> bool:
         """The viewer is about to close: ask about unsaved edits; ``False`` = keep the window open.
@@ -387,8 +401,9 @@ class ReviewController:
         """The canvas line: overlay threshold and the current region (number, slice, mean uncertainty)."""
         viewer = self.viewer
         layer = _layers.get(viewer, _layers.UNCERTAINTY)
+        overlay = viewer.canvas.overlays.text
         if layer is None or self.session is None:
-            viewer.text_overlay.visible = False
+            overlay.visible = False
             return
         text = f"uncertainty shown from {layer.contrast_limits[0]:.2f} (0 = sure, 1 = split evenly)"
         regions = self.regions()
@@ -400,9 +415,9 @@ class ReviewController:
             )
         if self.session.outside_domain:
             text += "  ·  OUTSIDE THE MODEL'S TRAINING DOMAIN"
-        viewer.text_overlay.text = text
-        viewer.text_overlay.color = "white"
-        viewer.text_overlay.visible = True
+        overlay.text = text
+        overlay.color = "white"
+        overlay.visible = True
 
     def step_region(self, step: int) -> bool:
         """Go to the next (``1``) or previous (``-1``) region."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_medseg.io.napari_view import (
+    UNITS,
     axial_marker_positions,
     class_colour,
     default_contrast,
@@ -95,7 +96,7 @@ def clear_case(viewer: napari.Viewer) -> None:
 
 
 def _geometry(session: ReviewSession) -> dict[str, Any]:
-    return layer_kwargs(session.image)
+    return {**layer_kwargs(session.image), "units": UNITS}
 
 
 def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
@@ -121,8 +122,7 @@ def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
     if session.proposal is not None:
         show_proposal(viewer, session)
     show_orientation(viewer, image)
-    viewer.scale_bar.visible = True
-    viewer.scale_bar.unit = "mm"
+    viewer.canvas.overlays.scale_bar.visible = True  # in mm: the layers' units
     viewer.layers.selection.active = labels
     # Radiological convention without a camera setting: the world is (S, P, L) (io.napari_view), so with
     # napari's default camera anterior is up and the patient's right on the left, as with File > Open.
@@ -159,7 +159,8 @@ def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
         face_color="transparent",
         border_width=0,
         features={"letter": [m[0] for m in marks]},
-        text={"string": "{letter}", "color": "yellow", "size": 14},
+        text={"string": "{letter}", "color": "white", "size": 16},
+        units=UNITS[1:],
     )
     layer.editable = False
     return layer
@@ -176,8 +177,9 @@ def show_region(viewer: napari.Viewer, world: tuple[float, ...], radius_mm: floa
             symbol="ring",
             size=max(2.0 * radius_mm, 4.0),
             face_color="cyan",
+            opacity=0.6,
             border_width=0,
-            out_of_slice_display=True,
+            units=UNITS,
         )
         layer.editable = False
     else:

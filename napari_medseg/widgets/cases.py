@@ -26,7 +26,7 @@ from napari_medseg.widgets._controller import controller_for, unwrap
 if TYPE_CHECKING:
     import napari
 
-COLUMNS = ("case", "status", "uncertainty", "versions", "last editor", "locked by")
+COLUMNS = ("case", "status", "uncertainty", "versions", "editor", "lock")
 #: Sort choices shown to the user -> queue order key.
 SORTS = {"most uncertain first": "uncertainty", "case id": "case", "status": "status"}
 STATUS_FILTERS = ("all", "new", "proposed", "in_review", "corrected", "approved")

@@ -19,7 +19,7 @@ PLUGIN = "napari-medseg"
 #: Panels in the order of the loop; the first one sits alone above the tabs of the others.
 REVIEW_PANELS = ("Cases", "Predict", "Uncertainty", "Review", "Tools", "Train", "Failures", "Help")
 #: Width of the dock column (px): the Cases table's columns fit without clipping.
-DOCK_WIDTH = 520
+DOCK_WIDTH = 580
 
 
 def _scrollable(dock: QDockWidget) -> None:
@@ -56,6 +56,8 @@ def dock_review_panels(
             _scrollable(dock)
         docks[name], panels[name] = dock, panel
     fit_to_screen(viewer, list(docks.values()))
+    if len(names) > 1 and names[1] in docks:
+        docks[names[1]].raise_()  # the first tab of the loop in front, not the last one added
     return docks, panels
 
 
@@ -70,3 +72,25 @@ def fit_to_screen(viewer: napari.Viewer, docks: list[QDockWidget]) -> None:
         window.setGeometry(free)
     if docks:
         window.resizeDocks(docks[:1], [DOCK_WIDTH], Qt.Horizontal)
+
+
+#: File patterns our reader should open by default (napari asks otherwise, preselecting its own reader).
+READER_PATTERNS = ("*.nii.gz", "*.nii")
+
+
+def prefer_our_reader() -> list[str]:
+    """Make napari-medseg the reader for NIfTI files unless the user already chose one for them.
+
+    npe2 gives readers no priority (several matching readers make napari ask, with its builtin reader
+    preselected, which fails on ``.nii.gz``); napari's own remedy is the per-pattern preference that its
+    "remember" box in that dialog writes. Set it once, only where the user has no choice of their own;
+    returns the patterns that were set.
+    """
+    from napari.settings import get_settings
+
+    plugins = get_settings().plugins
+    prefs = dict(plugins.extension2reader)
+    added = [p for p in READER_PATTERNS if p not in prefs]
+    if added:
+        plugins.extension2reader = {**prefs, **dict.fromkeys(added, PLUGIN)}
+    return added
