@@ -132,7 +132,7 @@ def test_full_review_loop_on_real_cases(app, qtbot):
 
     pred = _predict(app, qtbot)
     overlay = viewer.layers[_layers.UNCERTAINTY]
-    assert overlay.blending == "additive" and overlay.colormap.name == "inferno"
+    assert overlay.blending == "translucent" and overlay.colormap.name == "uncertainty"
     assert _layers.PROPOSAL in viewer.layers
     assert store.case(case).uncertainty == pytest.approx(pred.score)
     assert panels["uncertainty"].region_list.count() == len(pred.regions) > 0
@@ -140,7 +140,7 @@ def test_full_review_loop_on_real_cases(app, qtbot):
     before = tuple(viewer.dims.point)
     region = pred.regions[min(1, len(pred.regions) - 1)]
     panels["uncertainty"].region_list.setCurrentRow(min(1, len(pred.regions) - 1))
-    expected = np.asarray(region.centroid_voxel)[::-1] * np.asarray(image.scale) + np.asarray(image.translate)
+    expected = np.asarray(image.data_to_world(np.asarray(region.centroid_voxel)[::-1]))
     np.testing.assert_allclose(viewer.dims.point, expected, atol=1.0)
     assert tuple(viewer.dims.point) != before
     _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, pred.regions[0], image)
@@ -218,8 +218,8 @@ def _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, region, image):
     world = np.asarray(overlay.data_to_world((step[0], y, x)))[-2:]
     h, w = added.shape[:2]
     centre = np.asarray(viewer.scene.camera.center[-2:])
-    # the review app shows the radiological convention: world axes point up / left on screen
-    assert [str(o) for o in viewer.scene.camera.orientation2d] == ["up", "left"]
+    # radiological without a camera setting: the world is (S, P, L), napari's default camera is kept
+    assert [str(o) for o in viewer.scene.camera.orientation2d] == ["down", "right"]
     flip = np.array([-1 if str(o) in ("up", "left") else 1 for o in viewer.scene.camera.orientation2d])
     row, col = (flip * (world - centre) * viewer.scene.camera.zoom + np.array([h, w]) / 2).round().astype(int)
     assert 0 <= row < h and 0 <= col < w, "the most uncertain voxel is off screen"
@@ -233,7 +233,8 @@ def _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, region, image):
     for layer in others:
         layer.visible = True
     lo, hi = overlay.contrast_limits
-    expected = overlay.colormap.map(np.array([(plane[y, x] - lo) / (hi - lo)]))[0, :3] * overlay.opacity * 255
+    rgba = overlay.colormap.map(np.array([(plane[y, x] - lo) / (hi - lo)]))[0]
+    expected = rgba[:3] * rgba[3] * overlay.opacity * 255  # see-through colormap: its alpha counts too
     got = alone[max(row - 1, 0) : row + 2, max(col - 1, 0) : col + 2].reshape(-1, 3)
     best = got[np.argmin(np.abs(got - expected).sum(1))]
     np.testing.assert_allclose(best, expected, atol=40)

@@ -130,6 +130,16 @@ class FailuresPanel(QWidget):
         if root is not None:
             self.store_edit.setText(str(root))
 
+    def _ensure_session(self) -> bool:
+        """The session's store, or the folder typed here opened as the session (one store for all panels)."""
+        if self.ctrl.store_root is not None:
+            return True
+        typed = self.store_edit.text().strip()
+        if not typed or not (Path(typed) / ".medseg").is_dir():
+            self.status_label.setText("open a case store first (Cases panel)")
+            return False
+        return self.ctrl.open_store(typed)
+
     def clear_layers(self) -> None:
         """Remove this panel's case layers (a newly opened case must not sit under them)."""
         for name in [layer.name for layer in self.viewer.layers if layer.name.startswith(PREFIX)]:
@@ -150,15 +160,9 @@ class FailuresPanel(QWidget):
 
         if self.running:
             return None
+        if not self._ensure_session():
+            return None
         store = self.ctrl.store_root
-        if store is None:
-            typed = self.store_edit.text().strip()
-            if not typed or not (Path(typed) / ".medseg").is_dir():
-                self.status_label.setText("open a case store first (Cases panel)")
-                return None
-            if not self.ctrl.open_store(typed):
-                return None
-            store = self.ctrl.store_root
         self._cancel = CancelToken()
         self._relay = _progress_relay(SimpleNamespace(emit=self._progress))
         worker = create_worker(
@@ -275,6 +279,8 @@ class FailuresPanel(QWidget):
         from napari_medseg.io.napari_view import layer_kwargs, to_display
 
         case = next(c for c in self.report.cases if c.case_id == case_id)
+        if not self._ensure_session():
+            return
         store = self.ctrl.session.store
         image = store.load_image(case_id)
         reference = store.load_label(case_id, case.version)
