@@ -123,7 +123,7 @@ def test_hippocampus_review_fits_1080p_and_every_panel_follows_the_open_case(
     assert overlay.visible and panels["Uncertainty"].visible_check.isChecked()
     _assert_fits_the_screen(viewer, docks, qtbot)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    viewer.window._qt_window.grab().save(str(SCREENSHOTS / "review_1080p.png"))
+    viewer.window._qt_window.grab().save(str(SCREENSHOTS / "review_1080p_tiny_model.png"))
 
     ctrl.accept_proposal()
     session.labels[session.labels == 1] = 2
@@ -186,5 +186,7 @@ def test_ct_with_expert_contour_reads_like_a_ct_and_the_hippocampus_model_refuse
     assert "outside" in panels["Predict"].domain_label.text()
     assert store.proposal(case) is None and session.labels.sum() > 0  # the expert contour stays
     _assert_fits_the_screen(viewer, docks, qtbot)
+    docks["Predict"].raise_()  # the refusal, in red, in the picture
+    qtbot.wait(100)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     viewer.window._qt_window.grab().save(str(SCREENSHOTS / "ct_case_1080p.png"))

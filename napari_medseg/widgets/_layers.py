@@ -159,7 +159,7 @@ def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
         face_color="transparent",
         border_width=0,
         features={"letter": [m[0] for m in marks]},
-        text={"string": "{letter}", "color": "white", "size": 16},
+        text={"string": "{letter}", "color": "yellow", "size": 16},
         units=UNITS[1:],
     )
     layer.editable = False
@@ -167,24 +167,25 @@ def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
 
 
 def show_region(viewer: napari.Viewer, world: tuple[float, ...], radius_mm: float) -> Any:
-    """Mark the current uncertain region: a ring around its centre on the slices it covers."""
+    """Mark the current uncertain region: a thin cyan circle around it (on its centre slice)."""
     layer = get(viewer, REGION)
     point = np.asarray([world], dtype=np.float64)
+    size = 2.0 * radius_mm + 4.0  # a little outside the region, so its colours stay visible
     if layer is None:
         layer = viewer.add_points(
             point,
             name=REGION,
-            symbol="ring",
-            size=max(2.0 * radius_mm, 4.0),
-            face_color="cyan",
-            opacity=0.6,
-            border_width=0,
+            symbol="disc",
+            size=size,
+            face_color="transparent",
+            border_color="cyan",
+            border_width=0.06,
             units=UNITS,
         )
         layer.editable = False
     else:
         layer.data = point
-        layer.size = max(2.0 * radius_mm, 4.0)
+        layer.size = size
     return layer
 
 

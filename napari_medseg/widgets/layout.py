@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication, QDockWidget, QScrollArea
 
 if TYPE_CHECKING:
@@ -56,8 +57,9 @@ def dock_review_panels(
             _scrollable(dock)
         docks[name], panels[name] = dock, panel
     fit_to_screen(viewer, list(docks.values()))
-    if len(names) > 1 and names[1] in docks:
-        docks[names[1]].raise_()  # the first tab of the loop in front, not the last one added
+    if len(names) > 1 and names[1] in docks:  # the first tab of the loop in front, not the last one added
+        docks[names[1]].raise_()
+        QTimer.singleShot(0, docks[names[1]].raise_)
     return docks, panels
 
 

@@ -124,7 +124,8 @@ class PredictPanel(QWidget):
             self.domain_label.setText(f'<span style="color:{colour}">{check.message}</span>')
         stored = s.stored
         if stored is None:
-            self.status_label.setText(f"{s.case_id}: no stored proposal; press Run")
+            refused = self.domain_label.text() and "outside" in self.domain_label.text()
+            self.status_label.setText(f"{s.case_id}: no stored proposal" + ("" if refused else "; press Run"))
             return
         score = stored.summary.get("score")
         mark = " (made outside the training domain)" if stored.outside_domain else ""
