@@ -112,6 +112,11 @@ def test_hippocampus_review_fits_1080p_and_every_panel_follows_the_open_case(
     markers = viewer.layers[_layers.MARKERS]
     marks = dict(zip(markers.features["letter"], markers.data, strict=True))
     assert marks["A"][0] < marks["P"][0] and marks["R"][1] < marks["L"][1]  # radiological: A up, R left
+    viewer.scene.camera.zoom *= 4  # zoomed in: the letters follow the edges of what is shown
+    (_, y0, x0), (_, y1, x1) = _layers.visible_box(viewer, viewer.layers[_layers.IMAGE])
+    assert all(y0 <= y <= y1 and x0 <= x <= x1 for y, x in markers.data)
+    assert (y1 - y0) < np.ptp(viewer.layers[_layers.IMAGE].extent.world[:, 1])
+    viewer.scene.camera.zoom /= 4
     assert (
         viewer.canvas.overlays.scale_bar.visible
         and str(viewer.layers[_layers.IMAGE].units[0]) == "millimeter"

@@ -87,6 +87,13 @@ class ReviewController:
         }
         self.close_guard: Any = None
         self.prediction_progress.connect(self._on_progress)
+        for event in (viewer.scene.camera.events.center, viewer.scene.camera.events.zoom):
+            event.connect(self._follow_camera)  # napari holds bound methods weakly
+
+    def _follow_camera(self, _event: Any = None) -> None:
+        viewer = self._viewer()
+        if viewer is not None:
+            _layers.place_markers(viewer)
 
     @property
     def viewer(self) -> napari.Viewer:

@@ -149,9 +149,10 @@ def show_proposal(viewer: napari.Viewer, session: ReviewSession) -> None:
 
 
 def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
-    """A/P/R/L letters at the edges of the axial view (a 2D Points layer: shown on every slice)."""
+    """A/P/R/L letters at the edges of the axial view (a 2D Points layer: shown on every slice); they
+    follow the camera (:func:`place_markers`), so they stay on screen when zoomed in."""
     _remove(viewer, MARKERS)
-    marks = axial_marker_positions(image.extent.world)
+    marks = axial_marker_positions(visible_box(viewer, image))
     layer = viewer.add_points(
         np.array([[y, x] for _, y, x in marks]),
         name=MARKERS,
@@ -164,6 +165,32 @@ def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
     )
     layer.editable = False
     return layer
+
+
+def visible_box(viewer: napari.Viewer, image: Any) -> np.ndarray:
+    """``[[z0, y0, x0], [z1, y1, x1]]`` world box of the image part the 2D view shows (whole image if unknown)."""
+    extent = np.asarray(image.extent.world, dtype=np.float64)
+    if viewer.dims.ndisplay != 2:
+        return extent
+    height, width = viewer.canvas.size
+    half = np.array([height, width], dtype=np.float64) / (2.0 * max(viewer.scene.camera.zoom, 1e-9))
+    centre = np.asarray(viewer.scene.camera.center[-2:], dtype=np.float64)
+    low = np.maximum(extent[0, -2:], centre - half)
+    high = np.minimum(extent[1, -2:], centre + half)
+    if np.any(high <= low):
+        return extent
+    box = extent.copy()
+    box[0, -2:], box[1, -2:] = low, high
+    return box
+
+
+def place_markers(viewer: napari.Viewer) -> None:
+    """Move the A/P/R/L letters to the edges of what the view shows now."""
+    layer, image = get(viewer, MARKERS), get(viewer, IMAGE)
+    if layer is None or image is None:
+        return
+    marks = axial_marker_positions(visible_box(viewer, image))
+    layer.data = np.array([[y, x] for _, y, x in marks])
 
 
 def show_region(viewer: napari.Viewer, world: tuple[float, ...], radius_mm: float) -> Any:
