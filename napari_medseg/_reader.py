@@ -80,13 +80,11 @@ def _is_label_file(path: Path) -> bool:
 
 
 def _layer(vol: Any, layer_type: str, name: str) -> LayerData:
-    from napari_medseg.io.napari_view import layer_kwargs, to_display
+    from napari_medseg.io.napari_view import UNITS, default_contrast, layer_kwargs, to_display
 
-    kwargs = {"name": name, "metadata": layer_metadata(vol), **layer_kwargs(vol)}
+    kwargs = {"name": name, "metadata": layer_metadata(vol), **layer_kwargs(vol), "units": UNITS}
     if layer_type == "image":
-        arr = vol.array
-        lo, hi = (-1000.0, 1000.0) if vol.modality == "CT" else np.percentile(arr, [0.5, 99.5]).tolist()
-        kwargs["contrast_limits"] = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+        kwargs["contrast_limits"] = default_contrast(vol)  # CT: soft-tissue window, as in the case view
     return (to_display(vol.array), kwargs, layer_type)
 
 

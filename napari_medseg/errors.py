@@ -120,5 +120,7 @@ def user_message(err: BaseException) -> str | None:
     if isinstance(err, MemoryError):
         return "not enough memory for this input; try a smaller scan or close other programs"
     return None
+
+
 class PacsError(MedsegError):
     """A PACS could not be reached, refused a request, or answered with something that is not DICOM."""

@@ -101,10 +101,44 @@ def test_predict_store_proposes_every_case_without_a_proposal(tmp_path, tiny_mod
         label = store.load_label(case)
         assert label.shape == store.load_image(case).shape
     approved = store.case_ids()[2]
-    assert store.case(approved).status == "approved"  # a proposal does not reopen an approved case
-    assert store.proposal(approved) is not None
+    assert store.case(approved).status == "approved"
+    assert store.proposal(approved) is None  # a person's label stays the case's label: no proposal over it
 
     before = {c: len(store.versions(c)) for c in store.case_ids()}
     assert main(["predict", "--store", str(tmp_path / "store"), "--model", str(tiny_model_dir)]) == 0
     store = CaseStore.open(tmp_path / "store")
     assert {c: len(store.versions(c)) for c in store.case_ids()} == before  # nothing left to propose
+
+
+def test_predict_refuses_a_ct_for_a_hippocampus_model_unless_insisted_and_prints_json(
+    tmp_path, tiny_model_dir, capsys
+):
+    from conftest import SHARED_DATA
+
+    from napari_medseg.io import load_volume, save_volume
+    from napari_medseg.io.volume import Volume
+
+    ct = SHARED_DATA / "ibsi-sts-ct" / "imagesTr" / "sts_002.nii.gz"
+    if not ct.exists():
+        pytest.skip(f"real data not found at {ct}")
+    full = load_volume(ct)  # a corner of the real CT keeps the run short
+    corner = save_volume(
+        Volume(np.ascontiguousarray(full.array[:64, :64, :16]), full.affine.copy(), modality="CT"),
+        tmp_path / "ct.nii.gz",
+    )
+    args = ["predict", str(corner), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o")]
+    model = ModelPair.load(tiny_model_dir)
+    model.card["domain"] = {"modality": "MR", "spacing_mm": [1, 1], "fov_mm": [[24, 41], [32, 47], [40, 59]]}
+    (tiny_model_dir / "pair.json").write_text(json.dumps(model.card))
+    try:
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "outside tiny-cli's training domain (CT image, trained on MR" in err[0]
+        assert "--outside-domain" in err[0]
+        assert main([*args, "--outside-domain", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        (case,) = out["cases"]
+        assert case["inside_domain"] is False and set(case["voxels"]) == {"anterior", "posterior"}
+    finally:
+        del model.card["domain"]
+        (tiny_model_dir / "pair.json").write_text(json.dumps(model.card))

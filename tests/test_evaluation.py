@@ -116,12 +116,28 @@ def test_evaluate_command_scores_the_recorded_validation_cases(tmp_path, tiny_mo
     assert "validation cases recorded" in printed and "mean ± sd (n=1)" in printed
     rows = list(csv.DictReader(open(out)))
     assert [r["case"] for r in rows[:-2]] == ["hippocampus_003"]
-    assert 0.0 <= float(rows[0]["dice_1"]) <= 1.0
+    assert 0.0 <= float(rows[0]["dice_anterior"]) <= 1.0  # class names from the model card
+    assert 0.0 <= float(rows[0]["uncertainty_band_mean"]) <= 1.0  # the map's own 0..1 scale
 
     rc = main(
         ["evaluate", "--model", str(tiny_model_dir), "--data", str(data), "--split", "all", "--no-hd95"]
     )
     assert rc == 0 and "mean ± sd (n=2)" in capsys.readouterr().out
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(data),
+            "--split",
+            "all",
+            "--no-hd95",
+            "--json",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and len(report["cases"]) == 2 and "dice_posterior" in report["summary"]
     assert json.loads((tiny_model_dir / "pair.json").read_text())["training"]["split"]["val"] == [
         "hippocampus_003"
     ]

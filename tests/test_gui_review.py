@@ -132,7 +132,7 @@ def test_full_review_loop_on_real_cases(app, qtbot):
 
     pred = _predict(app, qtbot)
     overlay = viewer.layers[_layers.UNCERTAINTY]
-    assert overlay.blending == "additive" and overlay.colormap.name == "inferno"
+    assert overlay.blending == "translucent" and overlay.colormap.name == "uncertainty"
     assert _layers.PROPOSAL in viewer.layers
     assert store.case(case).uncertainty == pytest.approx(pred.score)
     assert panels["uncertainty"].region_list.count() == len(pred.regions) > 0
@@ -140,7 +140,7 @@ def test_full_review_loop_on_real_cases(app, qtbot):
     before = tuple(viewer.dims.point)
     region = pred.regions[min(1, len(pred.regions) - 1)]
     panels["uncertainty"].region_list.setCurrentRow(min(1, len(pred.regions) - 1))
-    expected = np.asarray(region.centroid_voxel)[::-1] * np.asarray(image.scale) + np.asarray(image.translate)
+    expected = np.asarray(image.data_to_world(np.asarray(region.centroid_voxel)[::-1]))
     np.testing.assert_allclose(viewer.dims.point, expected, atol=1.0)
     assert tuple(viewer.dims.point) != before
     _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, pred.regions[0], image)
@@ -218,8 +218,8 @@ def _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, region, image):
     world = np.asarray(overlay.data_to_world((step[0], y, x)))[-2:]
     h, w = added.shape[:2]
     centre = np.asarray(viewer.scene.camera.center[-2:])
-    # the review app shows the radiological convention: world axes point up / left on screen
-    assert [str(o) for o in viewer.scene.camera.orientation2d] == ["up", "left"]
+    # radiological without a camera setting: the world is (S, P, L), napari's default camera is kept
+    assert [str(o) for o in viewer.scene.camera.orientation2d] == ["down", "right"]
     flip = np.array([-1 if str(o) in ("up", "left") else 1 for o in viewer.scene.camera.orientation2d])
     row, col = (flip * (world - centre) * viewer.scene.camera.zoom + np.array([h, w]) / 2).round().astype(int)
     assert 0 <= row < h and 0 <= col < w, "the most uncertain voxel is off screen"
@@ -233,7 +233,8 @@ def _overlay_is_drawn_at_the_region(viewer, overlay, ctrl, region, image):
     for layer in others:
         layer.visible = True
     lo, hi = overlay.contrast_limits
-    expected = overlay.colormap.map(np.array([(plane[y, x] - lo) / (hi - lo)]))[0, :3] * overlay.opacity * 255
+    rgba = overlay.colormap.map(np.array([(plane[y, x] - lo) / (hi - lo)]))[0]
+    expected = rgba[:3] * rgba[3] * overlay.opacity * 255  # see-through colormap: its alpha counts too
     got = alone[max(row - 1, 0) : row + 2, max(col - 1, 0) : col + 2].reshape(-1, 3)
     best = got[np.argmin(np.abs(got - expected).sum(1))]
     np.testing.assert_allclose(best, expected, atol=40)
@@ -357,6 +358,36 @@ def test_closing_the_window_with_unsaved_edits_asks_and_cancel_keeps_it_open(app
     assert saved.number == before + 1 and saved.author == "alice"
     assert {c.case_id: c.lock_owner for c in store.cases()}[case] is None  # saved: lock given back
     assert ctrl.session.case_id is None
+
+
+def test_viewer_close_cancel_keeps_a_working_window_and_exit_asks_one_question(app, monkeypatch, qtbot):
+    import napari._qt.qt_main_window as qt_main_window
+    from napari.settings import get_settings
+
+    ctrl, viewer = app.ctrl, app.viewer
+    case = app.panels["cases"].case_ids()[0]
+    assert ctrl.open_case(case)
+    viewer.layers[_layers.LABELS].paint((3, 20, 15), 2, refresh=True)
+    asked, napari_asked = [], []
+    monkeypatch.setattr(_dialogs, "ask_unsaved", lambda case_id: asked.append(case_id) or "cancel")
+    viewer.close()  # napari tears the canvas down before the Qt window closes: asked before that
+    qtbot.wait(50)
+    assert asked == [case] and viewer.window._qt_window.isVisible()
+    assert _layers.LABELS in viewer.layers and viewer.window._qt_viewer.canvas.native.isVisible()
+
+    class _NapariQuestion:  # napari's own "close window?" dialog, answered yes
+        def __init__(self, *args):
+            napari_asked.append(args)
+
+        def exec_(self):
+            return qt_main_window.QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(qt_main_window, "ConfirmCloseDialog", _NapariQuestion)
+    monkeypatch.setattr(get_settings().application, "confirm_close_window", True)
+    viewer.window._qt_window.close(quit_app=False, confirm_need=True)  # File > Close Window, answered Stay
+    qtbot.wait(50)
+    assert asked == [case, case] and napari_asked == []  # one question: ours, which says more
+    assert viewer.window._qt_window.isVisible() and ctrl.session.has_unsaved_changes
 
 
 def test_stale_save_says_who_and_offers_a_new_version(app, monkeypatch):

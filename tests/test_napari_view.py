@@ -1,4 +1,5 @@
-"""Display order and napari layer transforms put every voxel at its RAS+ world position; reader/writer adapters."""
+"""Display order and napari layer transforms put every voxel at its patient position (display world (S, P, L)
+mm, DICOM's LPS reversed); reader/writer adapters."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ def _sample_indices(shape: tuple[int, int, int]) -> list[np.ndarray]:
     ]
 
 
+def _spl(ras: np.ndarray) -> np.ndarray:
+    """RAS+ point ``(x, y, z[, 1])`` -> display world ``(S, P, L)``."""
+    return np.array([ras[2], -ras[1], -ras[0]])
+
+
 def test_display_order_is_k_j_i_and_reversible():
     arr = np.arange(2 * 3 * 4).reshape(2, 3, 4)
     view = to_display(arr)
@@ -59,15 +65,17 @@ def test_layer_transform_maps_voxels_to_their_world_coordinates(totalseg_dir, so
     kwargs = layer_kwargs(vol)
     assert all(s > 0 for s in kwargs["scale"])
     for ijk in _sample_indices(vol.shape):
-        expected = (vol.affine @ np.r_[ijk, 1.0])[:3][::-1]  # world in display order (S, A, R)
+        expected = _spl(vol.affine @ np.r_[ijk, 1.0])  # world in display order (S, P, L)
         np.testing.assert_allclose(_napari_world(kwargs, ijk[::-1].astype(float)), expected, atol=1e-9)
     np.testing.assert_allclose(affine_from_layer(**kwargs), vol.affine, atol=1e-12)
 
 
-def test_ras_volume_needs_only_scale_and_translate(totalseg_dir):
+def test_ras_volume_is_flipped_in_plane_for_the_radiological_view(totalseg_dir):
     kwargs = layer_kwargs(load_volume(totalseg_dir / "example_ct_sm.nii.gz"))
-    assert set(kwargs) == {"scale", "translate"}
+    assert set(kwargs) == {"scale", "translate", "rotate"}
     assert kwargs["scale"] == (3.0, 3.0, 3.0)
+    # the slice axis (S) is kept; A and R run up and to the left on screen
+    np.testing.assert_allclose(kwargs["rotate"], np.diag([1.0, -1.0, -1.0]))
 
 
 @pytest.mark.filterwarnings("ignore:Non-orthogonal slicing")
@@ -79,7 +87,7 @@ def test_napari_image_layer_agrees_with_the_affine(totalseg_dir):
     ):
         layer = napari.layers.Image(to_display(vol.array), **layer_kwargs(vol))
         for ijk in _sample_indices(vol.shape):
-            expected = (vol.affine @ np.r_[ijk, 1.0])[:3][::-1]
+            expected = _spl(vol.affine @ np.r_[ijk, 1.0])
             np.testing.assert_allclose(layer.data_to_world(ijk[::-1]), expected, atol=1e-6)
 
 

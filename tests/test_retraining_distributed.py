@@ -31,7 +31,7 @@ def test_torchrun_two_process_retrain_fine_tunes_from_the_current_model(tmp_path
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         torchrun, "--standalone", "--nproc_per_node", "2", "-m", "napari_medseg.commands.retrain",
-        "--store", str(root), "--epochs", "1", "--device", "cpu", "--min-delta", "-1",
+        "--store", str(root), "--epochs", "1", "--device", "cpu", "--min-delta", "-1", "--events",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

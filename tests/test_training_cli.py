@@ -31,6 +31,10 @@ def test_train_one_epoch_writes_a_loadable_pair_and_a_csv_log(hippo_dir, tmp_pat
     assert len(training["split"]["train"]) == 4 and len(training["split"]["val"]) == 2
     assert len(training["noise"]["cases"]) == 2
     assert "dice_pair_mean" in pair.card["metrics"]["val_dice"]
+    from napari_medseg.models.domain import card_domain
+
+    domain = card_domain(pair.card)  # what the model may be used on, from its 4 training images
+    assert domain["modality"] == "MR" and domain["n_cases"] == 4 and domain["labels"]["1"]
     rows = list(csv.DictReader((out / "train_log.csv").open()))
     assert len(rows) == 1
     assert {"loss_unetr", "loss_bsnet", "dice_unetr_anterior", "dice_pair_posterior", "lc_changed"} <= set(

@@ -83,16 +83,29 @@ def prepare_store(root: Path) -> tuple[object, bool]:
     return store, True
 
 
-def score_cases(session, out=sys.stdout) -> None:  # noqa: ANN001 - ReviewSession
-    """Run the model on every unscored case of the session's store and record its uncertainty score."""
+def score_cases(session, out=sys.stdout) -> int:  # noqa: ANN001 - ReviewSession
+    """Propose labels for every case of the session's store that has no proposal yet.
+
+    Each prediction is stored once, with its uncertainty map and regions, as the case's proposal
+    (:func:`~napari_medseg.review.proposals.store_prediction`): the viewer then shows it without running
+    the model again, and a second demo start predicts nothing. Returns the number of cases predicted.
+    """
+    from napari_medseg.models.domain import OutsideDomainError
+
+    done = 0
     for info in session.store.cases():
-        if info.uncertainty is not None:
+        if session.store.proposal(info.case_id) is not None:
             continue
         session.open_case(info.case_id)
-        pred = session.predict(device="auto")
-        session.store.set_uncertainty(info.case_id, pred.score)
+        try:
+            pred = session.run_prediction(device="auto")
+        except OutsideDomainError as err:
+            print(f"  {info.case_id}: {err}", file=out)
+            continue
         print(f"  {info.case_id}: uncertainty score {pred.score:.3f}", file=out)
+        done += 1
     session.close_case()
+    return done
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
             session.load_model()  # a missing model fails here, before napari opens
         except CheckpointError as err:
             raise CheckpointError(f"{err}; give a model with --model DIR, or run with --no-predict") from None
-        print("scoring cases with the model pair...")
-        score_cases(session)
+        if any(session.store.proposal(c) is None for c in session.store.case_ids()):
+            print("proposing labels with the model pair (once; stored as proposals)...")
+            score_cases(session)
     queue = session.queue_ids()
     return open_viewer(session, queue[0], predict, args.screenshot, args.quit)
 
@@ -122,24 +136,10 @@ def open_viewer(session, case_id: str, predict: bool, screenshot: Path | None, q
     from qtpy.QtCore import QTimer
 
     from napari_medseg.widgets._controller import controller_for
+    from napari_medseg.widgets.layout import dock_review_panels
 
     viewer = napari.Viewer(title="napari-medseg demo")
-    viewer.window.resize(1600, 1000)
-    panels, docks = {}, {}
-    for name, tabify in (
-        ("Cases", False),
-        ("Predict", False),
-        ("Uncertainty", False),
-        ("Review", True),
-        ("Tools", True),
-        ("Help", True),
-    ):
-        try:
-            docks[name], panels[name] = viewer.window.add_plugin_dock_widget(
-                "napari-medseg", name, tabify=tabify
-            )
-        except Exception as err:  # noqa: BLE001 - a missing optional panel must not stop the demo
-            print(f"warning: panel {name} not available ({err})", file=sys.stderr)
+    docks, panels = dock_review_panels(viewer)
     if "Uncertainty" in docks:
         QTimer.singleShot(0, docks["Uncertainty"].raise_)
     ctrl = controller_for(viewer)
@@ -150,12 +150,14 @@ def open_viewer(session, case_id: str, predict: bool, screenshot: Path | None, q
         viewer.close()
         return 1
     print(f"opened {case_id}" + (" (most uncertain first)" if predict else ""))
+    stored = session.stored is not None
+    predict = predict and not stored  # a stored proposal shows at once, with its overlay: no second run
     status = {"code": 0}
 
     def finish(prediction: object = None) -> None:
         if predict and prediction is None:
             status["code"] = 1
-        if prediction is not None:
+        if prediction is not None or (stored and ctrl.regions()):
             ctrl.go_to_region(0)
         if screenshot is not None:
             QTimer.singleShot(300, take_screenshot)

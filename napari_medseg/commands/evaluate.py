@@ -49,7 +49,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=None, metavar="CSV", help="write the per-case table as CSV")
     p.add_argument("--no-hd95", action="store_true", help="skip HD95 (faster on large scans)")
+    p.add_argument("--json", action="store_true", help="print the per-case rows and the summary as JSON")
     p.set_defaults(func=run)
+
+
+def named_metrics(metrics: dict[str, float], classes: dict[int, str]) -> dict[str, float]:
+    """``dice_1`` → ``dice_anterior`` (the model card's class names; values unchanged)."""
+    out = {}
+    for key, value in metrics.items():
+        kind, _, tail = key.rpartition("_")
+        out[f"{kind}_{classes[int(tail)]}" if tail.isdigit() and int(tail) in classes else key] = value
+    return out
+
+
+def band_uncertainty(pred) -> float:  # noqa: ANN001 - Prediction
+    """Mean voxel uncertainty in the boundary band, on the map's own 0..1 scale (NaN without a map)."""
+    import numpy as np
+
+    if pred.uncertainty is None or not pred.band.any():
+        return float("nan")
+    return float(np.asarray(pred.uncertainty, dtype=np.float32)[pred.band].mean())
 
 
 def validation_ids(card: dict[str, Any]) -> list[str] | None:
@@ -120,10 +139,16 @@ def run(args: argparse.Namespace) -> int:
     if args.cases is not None:
         cases = cases[: max(args.cases, 0)]
     classes = sorted(c for c in pair.classes if c != 0)
-    print(f"model {pair.model_id} ({args.net}) on {origin}" + (f", first {len(cases)}" if args.cases else ""))
+    heading = f"model {pair.model_id} ({args.net}) on {origin}" + (
+        f", first {len(cases)}" if args.cases else ""
+    )
+    if not args.json:
+        print(heading)
     report = EvaluationReport(meta={"model_id": pair.model_id, "net": args.net, "data": str(args.data)})
     failed: list[tuple[str, str]] = []
-    for case, image_path, label_path in tqdm(cases, desc="evaluate", unit="case", file=sys.stderr):
+    for case, image_path, label_path in tqdm(
+        cases, desc="evaluate", unit="case", file=sys.stderr, leave=False, disable=None
+    ):
         try:  # a missing or broken case is listed at the end; the others are still scored
             volume = load_volume(image_path)
             truth = load_labels(label_path, reference=volume)
@@ -134,13 +159,36 @@ def run(args: argparse.Namespace) -> int:
             volume, pair, net=args.net, device=args.device, overlap=args.overlap, keep_probs=False
         )
         metrics = case_metrics(pred.labels, truth.array, classes, volume.spacing, hd95=not args.no_hd95)
-        metrics["uncertainty_score"] = pred.score
+        metrics = named_metrics(metrics, pair.classes)
+        metrics["uncertainty_band_mean"] = band_uncertainty(pred)  # 0..1, like the overlay
         report.add(case, metrics)
     if failed and len(failed) == len(cases):
         raise InputError(
             f"none of the {len(cases)} case(s) could be read; first: {failed[0][0]}: {failed[0][1]}"
         )
+    written = report.to_csv(args.out) if args.out is not None else None
+    if args.json:
+        import json
+
+        def finite(v: Any) -> Any:
+            return None if isinstance(v, float) and v != v else v  # NaN -> null (valid JSON)
+
+        summary = {
+            k: {"mean": finite(m), "sd": finite(sd), "n": n} for k, (m, sd, n) in report.summary().items()
+        }
+        rows = [{k: finite(v) for k, v in row.items()} for row in report.rows]
+        failures = [{"case": c, "error": m} for c, m in failed]
+        out = {
+            "model_id": pair.model_id,
+            "net": args.net,
+            "cases": rows,
+            "summary": summary,
+            "failed": failures,
+        }
+        print(json.dumps(out))
+        return 1 if failed else 0
     print(report.format_table())
-    if args.out is not None:
-        print(f"wrote {report.to_csv(args.out)}")
+    print("uncertainty_band_mean: mean voxel uncertainty in the boundary band (0 = sure, 1 = split evenly)")
+    if written is not None:
+        print(f"wrote {written}")
     return report_failed(failed, len(cases))

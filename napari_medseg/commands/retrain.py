@@ -1,7 +1,8 @@
 """``napari-medseg retrain``: fine-tune the current model on a store's corrected labels; promote it only if better.
 
-Output is one line per event, easy to read and to parse (the Train panel runs this command as a
-separate process)::
+Output for people: one line per epoch, a progress bar in cases while the models are scored, and the
+decision. ``--json`` prints the final result as one JSON object. ``--events`` (what the Train panel,
+which runs this command as a separate process, reads) prints one machine line per event instead::
 
     PROGRESS {"stage": "train", "epoch": 1, "epochs": 5, "loss": 0.91, "dice": 0.62, ...}
     PROGRESS {"stage": "evaluate", "model": "candidate", "done": 3, "total": 8}
@@ -83,10 +84,69 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-4)")
     p.add_argument("--batch-size", type=int, default=None, help="cases per step (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the training (default 0)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    out.add_argument(
+        "--events", action="store_true", help="print PROGRESS/RESULT lines for a program (the Train panel)"
+    )
 
 
 def _emit(kind: str, payload: dict[str, Any]) -> None:
     print(f"{kind} {json.dumps(payload, default=str, allow_nan=False)}", flush=True)
+
+
+class _Readable:
+    """Progress and result for a person (default) or as one JSON object (``--json``)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.bar: Any = None
+
+    def progress(self, event: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        stage = event.get("stage")
+        if stage == "train" and not self.as_json:
+            dice = event.get("dice")
+            scored = f", validation Dice {dice:.3f}" if isinstance(dice, int | float) else ""
+            loss = event.get("loss")
+            lost = f": loss {loss:.3f}" if isinstance(loss, int | float) else ""
+            print(f"epoch {event.get('epoch')}/{event.get('epochs')}{lost}{scored}", flush=True)
+        elif stage == "evaluate":
+            total, done = int(event.get("total") or 0), int(event.get("done") or 0)
+            if self.bar is None or self.bar.total != total or done < self.bar.n:
+                self.close()
+                self.bar = tqdm(
+                    total=total, desc=f"scoring {event.get('model')}", unit="case", file=sys.stderr,
+                    leave=False, disable=None,
+                )  # fmt: skip
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def result(self, payload: dict[str, Any]) -> None:
+        self.close()
+        if self.as_json:
+            print(json.dumps(payload, default=str, allow_nan=False), flush=True)
+            return
+        status = payload.get("status")
+        if status == "cancelled":
+            print("cancelled: nothing was registered, the current model is unchanged")
+        elif status == "done":
+            verdict = (
+                "promoted: it is now the current model" if payload.get("promoted") else "kept, not promoted"
+            )
+            print(f"new model {payload.get('model_id')} {verdict}. {payload.get('reason', '')}".strip())
+            for who in ("candidate", "current"):
+                metrics = payload.get(f"{who}_metrics") or {}
+                shown = ", ".join(
+                    f"{k.replace('_', ' ')} {v:.3f}" for k, v in metrics.items() if isinstance(v, int | float)
+                )
+                if shown:
+                    print(f"  {who}: {shown}")
 
 
 def _clean(event: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +179,11 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         settings["batch_size"] = args.batch_size
     main = info.is_main
+    readable = None if args.events else _Readable(args.json)
+    report = _emit if args.events else lambda _kind, payload: readable.result(payload)
+    progress = (
+        (lambda e: _emit("PROGRESS", _clean(e))) if args.events else (lambda e: readable.progress(_clean(e)))
+    )
     try:
         result = retrain(
             args.store,
@@ -127,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
             nets=args.nets,
             device=args.device,
             rule=PromotionRule(min_delta=args.min_delta, max_class_drop=args.max_class_drop),
-            progress=(lambda e: _emit("PROGRESS", _clean(e))) if main else None,
+            progress=progress if main else None,
             cancel=token,
             val_fraction=args.val_fraction,
             settings=settings,
@@ -136,21 +201,23 @@ def run(args: argparse.Namespace) -> int:
         )
     except Cancelled:
         if main:
-            _emit(
+            report(
                 "RESULT",
                 {"status": "cancelled", "promoted": False, "reason": "cancelled; registry unchanged"},
             )
         return 130
     except MedsegError as err:
-        if main:
+        if main and args.events:  # a person reads the error line the CLI prints
             _emit("RESULT", {"status": "error", "promoted": False, "message": str(err)})
+        if readable is not None:
+            readable.close()
         raise
     finally:
         distributed.shutdown(info)
         for s, handler in previous.items():
             signal.signal(s, handler)
     if main:
-        _emit("RESULT", {"status": "done", **result.to_dict()})
+        report("RESULT", {"status": "done", **result.to_dict()})
     return 0
 
 

@@ -172,7 +172,13 @@ def run(args: argparse.Namespace) -> int:
         classes = read_classes(args.data)
         if classes and "num_classes" not in _overrides(args.config):
             config.num_classes = max(classes) + 1
+        from napari_medseg.models.domain import dataset_modality, domain_from_images
+
+        domain = domain_from_images(  # what the model may be used on: checked before every run
+            [r.image_path for r in train_recs], classes, dataset_modality(args.data)
+        )
         card_training = {
+            "domain": domain,
             "data": str(args.data),
             "n_train": len(train_cases),
             "n_val": len(val_cases),

@@ -222,7 +222,7 @@ def failure_report(
 ) -> FailureReport:
     """Score ``model_dir`` (default: the store's current model) on every approved case of a store."""
     from napari_medseg.models.pair import ModelPair
-    from napari_medseg.registry import ModelRegistry
+    from napari_medseg.registry import current_model_dir
     from napari_medseg.store import CaseStore
 
     store = CaseStore.open(store_root, write=False)
@@ -232,7 +232,7 @@ def failure_report(
         store.close()
     if not cases:
         raise InputError(f"the case store {store_root} has no approved labels to compare the model with")
-    model_dir = Path(model_dir) if model_dir is not None else ModelRegistry(store_root).current_model_dir()
+    model_dir = Path(model_dir) if model_dir is not None else current_model_dir(store_root)
     nets = ("unetr", "bsnet") if net == "pair" else (net,)
     pair = ModelPair.load(model_dir, device="cpu", nets=nets)
     return score_cases(pair, cases, net, device, hd95, keep_arrays, progress, cancel)

@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import colorsys
 
-#: sRGB (0..255) of label values 1, 2, ... 12.
+#: sRGB (0..255) of label values 1, 2, ... 12. The first ones are cool colours, so labels never look like
+#: the red-yellow uncertainty heat map drawn over them.
 BASE_COLORS: tuple[tuple[int, int, int], ...] = (
-    (255, 64, 64),  # red
-    (64, 160, 255),  # blue
-    (255, 200, 0),  # yellow
-    (0, 200, 120),  # green
-    (200, 80, 255),  # purple
-    (255, 128, 0),  # orange
-    (0, 220, 220),  # cyan
+    (31, 143, 255),  # blue
+    (51, 217, 89),  # green
+    (184, 102, 255),  # violet
+    (0, 217, 217),  # cyan
+    (140, 191, 51),  # olive green
+    (89, 89, 242),  # indigo
     (255, 100, 180),  # pink
-    (150, 220, 50),  # lime
     (160, 100, 50),  # brown
-    (130, 130, 255),  # lavender
+    (255, 128, 0),  # orange
+    (255, 64, 64),  # red
+    (255, 200, 0),  # yellow
     (255, 255, 140),  # pale yellow
 )
 _GOLDEN = 0.618033988749895

@@ -2,11 +2,17 @@
 
 Display order is ``(K, J, I)``: :func:`to_display` transposes a ``(I, J, K)`` array so napari's first
 (slider) axis walks ``K``, which shows axial slices for RAS/LPS/LAS volumes. The layer keywords from
-:func:`layer_kwargs` place every voxel at its RAS+ world position, also in display order
-``(z, y, x) = (S, A, R)`` mm::
+:func:`layer_kwargs` place every voxel at its patient position in DICOM's LPS+ millimetres, in display
+order ``(z, y, x) = (S, P, L)``::
 
     world_display = rotate @ diag(scale) @ index_display + translate
-    world_display == P @ (affine @ [i, j, k, 1])[:3],  P = reverse axes, index_display = (k, j, i)
+    world_display == W @ (affine @ [i, j, k, 1])[:3],  W = RAS (x, y, z) -> (S, P, L) = (z, -y, -x)
+    index_display = (k, j, i)
+
+With napari's default camera (``y`` down, ``x`` right) this is the radiological convention without any
+camera setting: anterior at the top, the patient's right on the screen's left. So a volume opened with
+File > Open (our reader) and a case opened in the review panels look the same, and napari's status bar
+shows the scanner's (DICOM) patient coordinates.
 
 ``rotate`` is napari's "rotation" matrix, which (as in ``napari.utils.transforms``' own decomposition)
 may contain a reflection: flipped axes (LPS, LAS) keep positive scales. ``shear`` is only given for
@@ -24,6 +30,10 @@ from napari_medseg.io.volume import Volume
 #: Permutation (I, J, K) -> display (K, J, I).
 DISPLAY_AXES = (2, 1, 0)
 _P = np.eye(3)[list(DISPLAY_AXES)]
+#: Units of every layer's world axes (napari's scale bar and status bar read them).
+UNITS = ("mm", "mm", "mm")
+#: RAS+ (x, y, z) -> display world (S, P, L): reversed axes, A and R negated.
+_W = np.diag([1.0, -1.0, -1.0]) @ _P
 
 
 def to_display(arr: np.ndarray) -> np.ndarray:
@@ -37,16 +47,17 @@ def from_display(arr_view: np.ndarray) -> np.ndarray:
 
 
 def display_affine(affine: np.ndarray) -> np.ndarray:
-    """4×4 map from display indices ``(k, j, i)`` to world ``(S, A, R)``-ordered RAS+ mm."""
+    """4×4 map from display indices ``(k, j, i)`` to display world ``(S, P, L)`` mm."""
     affine = np.asarray(affine, np.float64)
     out = np.eye(4)
-    out[:3, :3] = _P @ affine[:3, :3] @ _P.T
-    out[:3, 3] = _P @ affine[:3, 3]
+    out[:3, :3] = _W @ affine[:3, :3] @ _P.T
+    out[:3, 3] = _W @ affine[:3, 3]
     return out
 
 
 def layer_kwargs(vol: Volume | np.ndarray) -> dict[str, Any]:
-    """napari layer keywords ``scale``, ``translate`` (mm) and, when needed, ``rotate``/``shear``.
+    """napari layer keywords ``scale``, ``translate`` (mm, display world ``(S, P, L)``) and, when needed,
+    ``rotate``/``shear``.
 
     Args:
         vol: a Volume, or a 4×4 voxel → RAS+ affine.
@@ -94,6 +105,62 @@ def affine_from_layer(scale: Any, translate: Any, rotate: Any = None, shear: Any
         sh = m
     linear_disp = rot @ sh[-3:, -3:] @ np.diag(scale)
     affine = np.eye(4)
-    affine[:3, :3] = _P.T @ linear_disp @ _P
-    affine[:3, 3] = _P.T @ translate
+    affine[:3, :3] = _W.T @ linear_disp @ _P
+    affine[:3, 3] = _W.T @ translate
     return affine
+
+
+#: CT window presets, name -> (level, width) in HU (the usual radiology reading windows).
+CT_WINDOWS: dict[str, tuple[float, float]] = {
+    "soft tissue": (40.0, 400.0),
+    "lung": (-600.0, 1500.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+}
+#: The window a CT opens with.
+DEFAULT_CT_WINDOW = "soft tissue"
+
+
+def window_limits(level: float, width: float) -> tuple[float, float]:
+    """Contrast limits ``(low, high)`` of a window given as level (centre) and width."""
+    return (float(level - width / 2), float(level + width / 2))
+
+
+def default_contrast(vol: Volume) -> tuple[float, float]:
+    """Contrast limits a volume opens with: CT the soft-tissue window, other images their 0.5-99.5 %
+    intensity range (MR intensities have no absolute scale)."""
+    if vol.modality == "CT":
+        return window_limits(*CT_WINDOWS[DEFAULT_CT_WINDOW])
+    arr = np.asarray(vol.array)
+    step = max(1, int(round((arr.size / 1_000_000) ** (1 / 3))))
+    lo, hi = (float(v) for v in np.percentile(arr[::step, ::step, ::step], [0.5, 99.5]))
+    return (lo, hi if hi > lo else lo + 1.0)
+
+
+#: Orientation marker letters at the top, bottom, left and right of an axial view (radiological).
+AXIAL_MARKERS = (("A", "top"), ("P", "bottom"), ("R", "left"), ("L", "right"))
+
+
+def axial_marker_positions(extent_world: np.ndarray, inset: float = 0.04) -> list[tuple[str, float, float]]:
+    """``(letter, y, x)`` in display world mm for the axial orientation markers of an image.
+
+    Args:
+        extent_world: ``[[z0, y0, x0], [z1, y1, x1]]`` world bounding box of the image (S, P, L).
+        inset: how far inside the edges, as a share of the side.
+    """
+    (_, y0, x0), (_, y1, x1) = np.asarray(extent_world, dtype=np.float64)
+    dy, dx = (y1 - y0) * inset, (x1 - x0) * inset
+    ym, xm = (y0 + y1) / 2, (x0 + x1) / 2
+    where = {"top": (y0 + dy, xm), "bottom": (y1 - dy, xm), "left": (ym, x0 + dx), "right": (ym, x1 - dx)}
+    return [(letter, *where[side]) for letter, side in AXIAL_MARKERS]
+
+
+#: Colours of label values 1, 2, ... (RGB 0..1), cycled; blues, greens and purples, so they never look
+#: like the uncertainty heat map's reds and yellows.
+def class_colour(value: int) -> tuple[float, float, float]:
+    """RGB colour (0..1) of label value ``value`` (``value >= 1``): the shared
+    :func:`napari_medseg.io.label_colors.label_rgb`, which DICOM SEG export recommends too."""
+    from napari_medseg.io.label_colors import label_rgb
+
+    r, g, b = label_rgb(value)
+    return r / 255, g / 255, b / 255

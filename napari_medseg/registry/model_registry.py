@@ -32,6 +32,13 @@ DEFAULT_MODEL_DIR = default_model_dir()
 REGISTRY_FILE = "registry.json"
 
 
+def current_model_dir(store_root: str | Path | None = None) -> Path:
+    """The one answer to "which model runs": the store's promoted model, else the bundled default pair."""
+    if store_root is None:
+        return DEFAULT_MODEL_DIR
+    return ModelRegistry(store_root).current_model_dir()
+
+
 @dataclass
 class RegistryEntry:
     """One registered model.

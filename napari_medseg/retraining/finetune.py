@@ -47,8 +47,11 @@ def build_trainer(
     dist_info: distributed.DistInfo | None = None,
 ) -> CoCorrectingTrainer:
     """The trainer, with every network it trains initialised from ``start``'s weights and proposal weights."""
+    from napari_medseg.models.domain import model_domain
     from napari_medseg.training.cocorrecting import CoCorrectingTrainer
 
+    # a fine-tuned model keeps its start model's training domain (unless the caller records one)
+    card_training = {"domain": model_domain(start.card), **card_training}
     trainer = CoCorrectingTrainer(
         train_cases,
         val_cases,

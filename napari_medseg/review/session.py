@@ -31,8 +31,11 @@ from napari_medseg.review.queue import neighbour, queue_order
 if TYPE_CHECKING:
     from napari_medseg.inference.cancel import CancelToken
     from napari_medseg.inference.prediction import Prediction
+    from napari_medseg.inference.regions import Region
     from napari_medseg.io.volume import Volume
+    from napari_medseg.models.domain import DomainCheck
     from napari_medseg.models.pair import ModelPair
+    from napari_medseg.review.proposals import StoredPrediction, StoredProposal
     from napari_medseg.store import CaseStore
     from napari_medseg.store.records import CaseInfo, VersionInfo
 
@@ -48,11 +51,9 @@ class UnsavedChangesError(StoreError):
 
 def default_model_dir(store: CaseStore | None = None) -> Path:
     """The store's current (promoted) model, else the bundled default pair (``resources/models/default``)."""
-    from napari_medseg.registry.model_registry import DEFAULT_MODEL_DIR, ModelRegistry
+    from napari_medseg.registry.model_registry import current_model_dir
 
-    if store is None:
-        return DEFAULT_MODEL_DIR
-    return ModelRegistry(store.root).current_model_dir()
+    return current_model_dir(store.root if store is not None else None)
 
 
 def default_user() -> str:
@@ -81,6 +82,10 @@ class ReviewSession:
             store's latest proposal version), or ``None``.
         proposal_version: store version number of :attr:`proposal`, if it was saved.
         prediction: the latest :class:`~napari_medseg.inference.prediction.Prediction` for this case.
+        stored: the case's stored proposal with its uncertainty map and regions (see
+            :mod:`napari_medseg.review.proposals`), shown until this session predicts again.
+        edited_from: the version the working labels came from (opened, accepted proposal or saved):
+            what a save records as edited.
     """
 
     def __init__(
@@ -122,6 +127,9 @@ class ReviewSession:
         self._baseline: np.ndarray | None = None
         self._own_versions: set[int] = set()
         self._full_uncertainty: np.ndarray | None = None
+        self.stored: StoredPrediction | None = None
+        self.edited_from: int | None = None
+        self._domain: DomainCheck | None = None
 
     # ------------------------------------------------------------------ queue
     def cases(self, order: str = "uncertainty", statuses: Sequence[str] | None = None) -> list[CaseInfo]:
@@ -156,7 +164,10 @@ class ReviewSession:
         return not np.array_equal(self.labels, self._baseline)
 
     def open_case(self, case_id: str, discard: bool = False, force_lock: bool = False) -> None:
-        """Open ``case_id``: take its lock, load its image, latest label version and latest proposal.
+        """Open ``case_id``: take its lock, load its image, working label and latest stored proposal.
+
+        The working label is the newest label a person made, else the newest proposal
+        (:func:`~napari_medseg.review.proposals.working_version`).
 
         Args:
             discard: drop unsaved edits of the currently open case (else ``UnsavedChangesError``).
@@ -176,19 +187,22 @@ class ReviewSession:
             self._release(previous)
         self._clear_case()
         self.case_id = case_id
+        from napari_medseg.review.proposals import load_stored_prediction, working_version
+
         self.image = self.store.load_image(case_id)
-        latest = self.store.latest_version(case_id)
-        if latest is not None:
-            label = self.store.load_label(case_id, latest.number)
+        start = working_version(self.store, case_id)  # a person's label is never replaced by a proposal
+        if start is not None:
+            label = self.store.load_label(case_id, start.number)
             self.labels = np.array(label.array, copy=True)
-            self.base_version = latest.number
+            self.base_version = start.number
         else:
             self.labels = np.zeros(self.image.shape, dtype=np.uint8)
         self._baseline = self.labels.copy()
-        prop = self.store.proposal(case_id)
-        if prop is not None:
-            self.proposal = np.asarray(self.store.load_label(case_id, prop.number).array, dtype=np.uint8)
-            self.proposal_version = prop.number
+        self.edited_from = self.base_version
+        self.stored = load_stored_prediction(self.store, case_id)
+        if self.stored is not None:
+            self.proposal = self.stored.labels
+            self.proposal_version = self.stored.version.number
 
     def _release(self, case_id: str) -> None:
         try:
@@ -229,6 +243,17 @@ class ReviewSession:
         if Path(model_dir) != self.model_dir:
             self.model_dir = Path(model_dir)
             self.pair = None
+            self._domain = None
+
+    def check_domain(self) -> DomainCheck:
+        """Is the open case like the model's training images? (see :mod:`napari_medseg.models.domain`)"""
+        from napari_medseg.models.domain import check_domain, image_stats, read_model_domain
+
+        self._require_case()
+        if self._domain is None:
+            domain, model_id = read_model_domain(self.model_dir)
+            self._domain = check_domain(image_stats(self.image), domain, model_id)
+        return self._domain
 
     def load_model(self, model_dir: str | Path | None = None) -> ModelPair:
         """Load (and keep) the model pair in ``model_dir`` (default :attr:`model_dir`)."""
@@ -246,6 +271,7 @@ class ReviewSession:
         device: str = "auto",
         progress: Callable[[int, int], None] | None = None,
         cancel: CancelToken | None = None,
+        outside_domain: bool = False,
     ) -> Prediction:
         """Run the model on the open case's image; does not change the session (safe in a worker thread).
 
@@ -254,10 +280,20 @@ class ReviewSession:
             device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
             progress: ``progress(done, total)`` after each batch of windows.
             cancel: checked between batches (raises ``Cancelled``).
+            outside_domain: run even when the case is outside the model's training domain.
+
+        Raises:
+            OutsideDomainError: the case is outside the model's training domain and ``outside_domain``
+                is false.
         """
+        from napari_medseg.models.domain import OutsideDomainError
+
         if net not in NETWORKS:
             raise StoreError(f"unknown network {net!r}: choose one of {', '.join(NETWORKS)}")
         self._require_case()
+        check = self.check_domain()
+        if check.refused and not outside_domain:
+            raise OutsideDomainError(f"{check.message}: not run; run it anyway only if you know why")
         image = self.image
         pair = self.load_model()
         predictor = self._predictor
@@ -265,20 +301,17 @@ class ReviewSession:
             from napari_medseg.inference.engine import predict_volume as predictor
         return predictor(image, pair, net=net, device=device, progress=progress, cancel=cancel)
 
-    def save_proposal(self, prediction: Prediction, case_id: str) -> VersionInfo:
-        """Store ``prediction`` of ``case_id`` as a proposal version and record its uncertainty score.
+    def save_proposal(self, prediction: Prediction, case_id: str) -> StoredProposal:
+        """Store ``prediction`` of ``case_id`` through :func:`~napari_medseg.review.proposals.store_prediction`.
 
         Touches only the store (thread-safe), not the session: a worker thread may call it.
         """
-        if prediction.uncertainty is not None and np.isfinite(prediction.score):
-            self.store.set_uncertainty(case_id, prediction.score)
-        return self.store.save_version(
-            case_id,
-            np.asarray(prediction.labels, dtype=np.uint8),
-            author=self.user,
-            source=prediction.source,
-            note=f"{prediction.net} prediction",
-            is_proposal=True,
+        from napari_medseg.review.proposals import store_prediction
+
+        same = case_id == self.case_id
+        image = self.image if same else None
+        return store_prediction(
+            self.store, case_id, prediction, self.user, self._domain if same else None, image
         )
 
     def apply_prediction(
@@ -286,7 +319,7 @@ class ReviewSession:
         prediction: Prediction,
         case_id: str | None = None,
         save: bool = True,
-        saved: VersionInfo | None = None,
+        saved: StoredProposal | None = None,
     ) -> None:
         """Make ``prediction`` the open case's proposal (saved as a proposal version, see :meth:`save_proposal`).
 
@@ -306,11 +339,13 @@ class ReviewSession:
         if saved is None and save:
             saved = self.save_proposal(prediction, current)
         self.prediction = prediction
+        self.stored = None
         self.proposal = np.asarray(prediction.labels, dtype=np.uint8)
         self._full_uncertainty = None
-        self.proposal_version = saved.number if saved is not None else None
-        if saved is not None:
-            self._own_versions.add(saved.number)
+        version = saved.version if saved is not None else None
+        self.proposal_version = version.number if version is not None else None
+        if version is not None and saved.created:
+            self._own_versions.add(version.number)
 
     def run_prediction(
         self,
@@ -319,10 +354,13 @@ class ReviewSession:
         progress: Callable[[int, int], None] | None = None,
         cancel: CancelToken | None = None,
         save: bool = True,
+        outside_domain: bool = False,
     ) -> Prediction:
         """:meth:`predict` then :meth:`apply_prediction` (for scripts; the viewer splits the two)."""
         case_id = self._require_case()
-        prediction = self.predict(net=net, device=device, progress=progress, cancel=cancel)
+        prediction = self.predict(
+            net=net, device=device, progress=progress, cancel=cancel, outside_domain=outside_domain
+        )
         self.apply_prediction(prediction, case_id=case_id, save=save)
         return prediction
 
@@ -336,7 +374,9 @@ class ReviewSession:
                 probabilities; a single net's map is unrestricted and is masked here.
         """
         pred = self.prediction
-        if pred is None or pred.uncertainty is None:
+        if pred is None:
+            return self.stored.uncertainty if self.stored is not None else None
+        if pred.uncertainty is None:
             return None
         unc = np.asarray(pred.uncertainty, dtype=np.float32)
         if pred.net != "pair":
@@ -355,6 +395,20 @@ class ReviewSession:
             self._full_uncertainty = unc_mod.pair_disagreement(p_a, p_b, method).numpy().astype(np.float32)
         return self._full_uncertainty
 
+    @property
+    def regions(self) -> list[Region]:
+        """Ranked uncertain regions of the latest prediction, else of the stored proposal."""
+        if self.prediction is not None:
+            return list(self.prediction.regions)
+        return list(self.stored.regions) if self.stored is not None else []
+
+    @property
+    def outside_domain(self) -> bool:
+        """``True`` when the shown proposal was made on a case outside the model's training domain."""
+        if self.prediction is not None:
+            return self._domain is not None and self._domain.refused
+        return self.stored is not None and self.stored.outside_domain
+
     # ------------------------------------------------------------------ editing
     def accept_proposal(self) -> None:
         """Copy the proposal into the working labels (in place, so a viewer showing them updates)."""
@@ -362,6 +416,12 @@ class ReviewSession:
         if self.proposal is None:
             raise StoreError(f"case {self.case_id} has no proposal yet: run the model first")
         self.labels[...] = self.proposal.astype(self.labels.dtype, copy=False)
+        self.mark_edited_from_proposal()
+
+    def mark_edited_from_proposal(self) -> None:
+        """The working labels now start from the proposal (saves record its version as edited)."""
+        if self.proposal_version is not None:
+            self.edited_from = self.proposal_version
 
     def diff(self) -> LabelDiff:
         """Working labels versus the proposal: added/removed voxels, changed count, Dice."""
@@ -376,7 +436,7 @@ class ReviewSession:
         return [
             v
             for v in self.store.versions(self.case_id)
-            if v.number > base and v.number not in self._own_versions
+            if v.number > base and v.number not in self._own_versions and not v.is_proposal
         ]
 
     def save_version(self, note: str = "") -> VersionInfo:
@@ -396,8 +456,8 @@ class ReviewSession:
             )
         latest = self.store.latest_version(case_id)
         parent = latest.number if latest is not None else None
-        if parent is not None and parent != self.base_version:
-            base = f"version {self.base_version}" if self.base_version else "an empty label"
+        if parent is not None and parent != self.edited_from:
+            base = f"version {self.edited_from}" if self.edited_from else "an empty label"
             note = f"{note} (edited from {base})".strip()
         return self._save(parent, note)
 
@@ -406,8 +466,8 @@ class ReviewSession:
         case_id = self._require_case()
         latest = self.store.latest_version(case_id)
         parent = latest.number if latest is not None else None
-        if parent is not None and parent != self.base_version:
-            base = f"version {self.base_version}" if self.base_version else "an empty label"
+        if parent is not None and parent != self.edited_from:
+            base = f"version {self.edited_from}" if self.edited_from else "an empty label"
             note = f"{note} (edited from {base}; saved over version {parent} by {latest.author})".strip()
         return self._save(parent, note)
 
@@ -415,7 +475,7 @@ class ReviewSession:
         info = self.store.save_version(
             self.case_id, self.labels, author=self.user, source="human", parent=parent, note=note
         )
-        self.base_version = info.number
+        self.base_version = self.edited_from = info.number
         self._own_versions.add(info.number)
         self._baseline = self.labels.copy()
         return info

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from napari_medseg.inference.prediction import Prediction
     from napari_medseg.review.diff import LabelDiff
+    from napari_medseg.review.proposals import StoredProposal
     from napari_medseg.review.session import ReviewSession
     from napari_medseg.store.records import VersionInfo
 
@@ -39,7 +40,10 @@ def controller_for(viewer: napari.Viewer) -> ReviewController:
     ctrl = _CONTROLLERS.get(viewer)
     if ctrl is None:
         from napari_medseg.widgets._close_guard import install_close_guard
+        from napari_medseg.widgets.layout import prefer_our_reader
         from napari_medseg.widgets.shortcuts import install_shortcuts
+
+        prefer_our_reader()
 
         ctrl = _CONTROLLERS[viewer] = ReviewController(viewer)
         install_shortcuts(viewer, ctrl)
@@ -52,7 +56,8 @@ class ReviewController:
 
     Signals: ``session_changed()``, ``case_opened(case_id)``, ``prediction_started(case_id)``,
     ``prediction_progress(done, total)``, ``prediction_finished(prediction or None)``,
-    ``store_changed()`` (a save or status change), ``region_changed(index)``, ``diff_changed(diff)``.
+    ``store_changed()`` (a save or status change), ``region_changed(index)``, ``diff_changed(diff)``,
+    ``overlay_visibility(visible)`` (the uncertainty overlay was shown or hidden, e.g. by Alt-U).
     """
 
     session_changed = Signal()
@@ -63,6 +68,7 @@ class ReviewController:
     store_changed = Signal()
     region_changed = Signal(int)
     diff_changed = Signal(object)
+    overlay_visibility = Signal(bool)
 
     def __init__(self, viewer: napari.Viewer) -> None:
         self._viewer = weakref.ref(viewer)
@@ -73,9 +79,21 @@ class ReviewController:
         self._cancel: Any = None
         self._progress_bar: Any = None
         self._relay: Any = None
-        self.predict_options: dict[str, Any] = {"net": "pair", "device": "auto", "show_probabilities": False}
+        self.predict_options: dict[str, Any] = {
+            "net": "pair",
+            "device": "auto",
+            "show_probabilities": False,
+            "outside_domain": False,
+        }
         self.close_guard: Any = None
         self.prediction_progress.connect(self._on_progress)
+        for event in (viewer.scene.camera.events.center, viewer.scene.camera.events.zoom):
+            event.connect(self._follow_camera)  # napari holds bound methods weakly
+
+    def _follow_camera(self, _event: Any = None) -> None:
+        viewer = self._viewer()
+        if viewer is not None:
+            _layers.place_markers(viewer)
 
     @property
     def viewer(self) -> napari.Viewer:
@@ -85,6 +103,11 @@ class ReviewController:
         return viewer
 
     # ------------------------------------------------------------------ store / session
+    @property
+    def store_root(self) -> Path | None:
+        """Root folder of the open session's case store (the one store every panel works on), or ``None``."""
+        return Path(self.session.store.root) if self.session is not None else None
+
     def set_session(self, session: ReviewSession) -> None:
         """Use ``session`` (closing the previous one's case, asking about unsaved edits)."""
         if self.session is not None and self.session is not session:
@@ -123,6 +146,17 @@ class ReviewController:
             pass
         if not s.has_unsaved_changes:
             s.close_case()
+
+    def has_unsaved_edits(self) -> bool:
+        """``True`` when the open case's working labels (as the viewer shows them) are not saved."""
+        s = self.session
+        if s is None or s.case_id is None:
+            return False
+        try:
+            _layers.pull_labels(self.viewer, s)
+        except RuntimeError:  # the viewer is already gone
+            return False
+        return s.has_unsaved_changes
 
     def confirm_close(self) -> bool:
         """The viewer is about to close: ask about unsaved edits; ``False`` = keep the window open.
@@ -176,7 +210,47 @@ class ReviewController:
             return False
         self.region_index = -1
         _layers.show_case(self.viewer, s)
+        if s.proposal is not None:
+            _layers.show_uncertainty(self.viewer, s, band_only=self.band_only)
+        self.describe_overlay()
         self.case_opened.emit(case_id)
+        return True
+
+    def adopt_image(self, run: bool = False) -> bool:
+        """Import the image opened with File > Open (our reader: its layer knows its source file) into the
+        open store, open it as a case and (``run``) run the model on it."""
+        from napari_medseg.errors import InputError
+
+        s = self.session
+        if s is None:
+            _notify.report(MedsegError("no case store is open: open one in the Cases panel first"))
+            return False
+        layer = next(
+            (
+                lyr
+                for lyr in [self.viewer.layers.selection.active, *reversed(list(self.viewer.layers))]
+                if lyr is not None and lyr.metadata.get("source") and lyr._type_string == "image"
+            ),
+            None,
+        )
+        if layer is None:
+            _notify.report(
+                InputError("no image opened with File > Open to add: open a NIfTI file or DICOM folder")
+            )
+            return False
+        source = layer.metadata["source"]
+        try:
+            case_id = s.store.import_case(source, author=s.user)
+        except MedsegError as err:
+            _notify.report(err)
+            return False
+        self.viewer.layers.remove(layer)  # the case view shows it now, with the review layers
+        self.store_changed.emit()
+        if not self.open_case(case_id):
+            return False
+        _notify.info(f"added {source} to the store as {case_id}")
+        if run:
+            self.run_prediction()
         return True
 
     def step_case(self, step: int, order: str = "uncertainty", statuses: list[str] | None = None) -> bool:
@@ -211,6 +285,21 @@ class ReviewController:
         net = net or opts["net"]
         device = device or opts["device"]
         case_id = s.case_id
+        outside_ok = bool(opts.get("outside_domain"))
+        try:
+            domain = s.check_domain()  # here, so a refusal is one line at once, not a failed worker
+        except MedsegError as err:
+            _notify.report(err)
+            return None
+        if domain.refused and not outside_ok:
+            from napari_medseg.models.domain import OutsideDomainError
+
+            _notify.report(
+                OutsideDomainError(
+                    f"{domain.message}: not run; tick 'run outside the training domain' in Predict to insist"
+                )
+            )
+            return None
         self._cancel = CancelToken()
         self._relay = _progress_relay(self.prediction_progress)
         self._progress_bar = _napari_progress(f"Predicting {case_id} ({net})")
@@ -218,7 +307,9 @@ class ReviewController:
 
         def predict_and_store() -> tuple:
             """Worker thread: the model run and the store write, so the viewer never waits on either."""
-            prediction = s.predict(net=net, device=device, progress=relay.emit, cancel=cancel)
+            prediction = s.predict(
+                net=net, device=device, progress=relay.emit, cancel=cancel, outside_domain=outside_ok
+            )
             cancel.check()
             return prediction, s.save_proposal(prediction, case_id)
 
@@ -248,7 +339,7 @@ class ReviewController:
                 bar.total = total
             bar.update(done - bar.n)
 
-    def _prediction_done(self, case_id: str, prediction: Prediction, saved: VersionInfo) -> None:
+    def _prediction_done(self, case_id: str, prediction: Prediction, saved: StoredProposal) -> None:
         s = self.session
         try:
             s.apply_prediction(prediction, case_id=case_id, saved=saved)
@@ -257,8 +348,9 @@ class ReviewController:
             self.prediction_finished.emit(None)
             return
         self.show_prediction(prediction)
-        for msg in prediction.messages:
-            _notify.info(msg)
+        for msg in [*prediction.messages, saved.reason]:
+            if msg:
+                _notify.info(msg)
         self.store_changed.emit()
         self.prediction_finished.emit(prediction)
 
@@ -272,6 +364,7 @@ class ReviewController:
         if _layers.LABELS in viewer.layers:
             viewer.layers.selection.active = viewer.layers[_layers.LABELS]
         self.region_index = -1
+        self.describe_overlay()
 
     def _prediction_failed(self, err: BaseException) -> None:
         self.prediction_finished.emit(None)
@@ -292,7 +385,7 @@ class ReviewController:
     # ------------------------------------------------------------------ uncertainty regions
     def regions(self) -> list:
         s = self.session
-        return [] if s is None or s.prediction is None else list(s.prediction.regions)
+        return [] if s is None or s.case_id is None else s.regions
 
     def go_to_region(self, index: int) -> bool:
         """Centre the view (all three sliders and the camera) on region ``index`` (0 = most uncertain)."""
@@ -302,10 +395,36 @@ class ReviewController:
             return False
         index = max(0, min(index, len(regions) - 1))
         self.region_index = index
-        world = _layers.voxel_to_world(self.viewer, regions[index].centroid_voxel)
+        region = regions[index]
+        world = _layers.voxel_to_world(self.viewer, region.centroid_voxel)
         _layers.centre_on(self.viewer, world)
+        radius = (3.0 * region.volume_mm3 / (4.0 * 3.141592653589793)) ** (1.0 / 3.0)
+        _layers.show_region(self.viewer, world, radius)
+        self.describe_overlay()
         self.region_changed.emit(index)
         return True
+
+    def describe_overlay(self) -> None:
+        """The canvas line: overlay threshold and the current region (number, slice, mean uncertainty)."""
+        viewer = self.viewer
+        layer = _layers.get(viewer, _layers.UNCERTAINTY)
+        overlay = viewer.canvas.overlays.text
+        if layer is None or self.session is None:
+            overlay.visible = False
+            return
+        text = f"uncertainty shown from {layer.contrast_limits[0]:.2f} (0 = sure, 1 = split evenly)"
+        regions = self.regions()
+        if 0 <= self.region_index < len(regions):
+            r = regions[self.region_index]
+            text += (
+                f"  ·  region {self.region_index + 1}/{len(regions)}, slice {round(r.centroid_voxel[2])}, "
+                f"mean {r.mean_uncertainty:.2f}"
+            )
+        if self.session.outside_domain:
+            text += "  ·  OUTSIDE THE MODEL'S TRAINING DOMAIN"
+        overlay.text = text
+        overlay.color = "white"
+        overlay.visible = True
 
     def step_region(self, step: int) -> bool:
         """Go to the next (``1``) or previous (``-1``) region."""
@@ -317,13 +436,20 @@ class ReviewController:
     def set_band_only(self, band_only: bool) -> None:
         """Limit the overlay to the boundary band (or show the pair's disagreement everywhere)."""
         self.band_only = band_only
-        if self.session is not None and self.session.prediction is not None:
+        if self.session is not None and self.session.case_id is not None:
             _layers.show_uncertainty(self.viewer, self.session, band_only=band_only)
 
     def toggle_overlay(self) -> None:
+        """Show / hide the uncertainty overlay (Alt-U); the Uncertainty panel's checkbox follows."""
         layer = _layers.get(self.viewer, _layers.UNCERTAINTY)
         if layer is not None:
-            layer.visible = not layer.visible
+            self.set_overlay_visible(not layer.visible)
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        layer = _layers.get(self.viewer, _layers.UNCERTAINTY)
+        if layer is not None and layer.visible != visible:
+            layer.visible = visible
+        self.overlay_visibility.emit(bool(visible))
 
     # ------------------------------------------------------------------ review
     def _open_session(self) -> ReviewSession | None:
@@ -344,6 +470,7 @@ class ReviewController:
                 from napari_medseg.io.napari_view import from_display
 
                 s.set_labels(from_display(proposal_layer.data).astype(s.labels.dtype))
+                s.mark_edited_from_proposal()
             else:
                 s.accept_proposal()
             _layers.refresh_labels(self.viewer, s)

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_medseg.io.napari_view import from_display, layer_kwargs, to_display
+from napari_medseg.io.napari_view import (
+    UNITS,
+    axial_marker_positions,
+    default_contrast,
+    from_display,
+    layer_kwargs,
+    to_display,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -28,11 +35,38 @@ PROPOSAL = "proposal"
 UNCERTAINTY = "uncertainty"
 DIFF = "changes vs proposal"
 PROB_PREFIX = "p(foreground) "
+MARKERS = "orientation"
+REGION = "current region"
 
-#: Default uncertainty overlay look.
-OVERLAY_COLORMAP = "inferno"
-OVERLAY_OPACITY = 0.8
-OVERLAY_THRESHOLD = 0.2  # shown from here up (regions start at inference.regions.DEFAULT_THRESHOLD)
+#: Default uncertainty overlay look: transparent below the threshold, then red to yellow.
+OVERLAY_OPACITY = 0.75
+OVERLAY_THRESHOLD = 0.5  # = inference.regions.DEFAULT_THRESHOLD: what is shown is what regions are made of
+OVERLAY_COLOURS = [[1.0, 0.1, 0.0, 0.0], [1.0, 0.15, 0.0, 0.55], [1.0, 0.6, 0.0, 0.85], [1.0, 1.0, 0.2, 1.0]]
+
+
+def overlay_colormap():  # noqa: ANN201 - napari Colormap
+    """The uncertainty overlay's colormap (RGBA: low values see-through, so the anatomy stays visible)."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(OVERLAY_COLOURS, name="uncertainty", controls=[0.0, 0.01, 0.5, 1.0])
+
+
+def label_colormap(classes: dict[int, str] | None = None):  # noqa: ANN201 - DirectLabelColormap
+    """The shared per-value label colours (:mod:`napari_medseg.io.label_colors`, the ones a DICOM SEG
+    export recommends), background clear; ``classes`` is accepted for the callers that name them."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    from napari_medseg.io.label_colors import napari_color_dict
+
+    return DirectLabelColormap(color_dict=napari_color_dict())
+
+
+def _name_classes(layer: Any, classes: dict[int, str]) -> None:
+    """Class names in the layer's features, so napari's status bar says 'anterior', not '1'."""
+    import pandas as pd
+
+    values = sorted(classes)
+    layer.features = pd.DataFrame({"index": values, "class": [classes[v] for v in values]})
 
 
 def get(viewer: napari.Viewer, name: str):  # noqa: ANN201 - a napari layer or None
@@ -48,57 +82,137 @@ def _remove(viewer: napari.Viewer, name: str) -> None:
 def clear_case(viewer: napari.Viewer) -> None:
     """Remove every layer this plugin shows for a case."""
     for layer in list(viewer.layers):
-        if layer.name in (IMAGE, LABELS, PROPOSAL, UNCERTAINTY, DIFF) or layer.name.startswith(PROB_PREFIX):
+        if layer.name in (
+            IMAGE,
+            LABELS,
+            PROPOSAL,
+            UNCERTAINTY,
+            DIFF,
+            MARKERS,
+            REGION,
+        ) or layer.name.startswith(PROB_PREFIX):
             viewer.layers.remove(layer)
 
 
 def _geometry(session: ReviewSession) -> dict[str, Any]:
-    return layer_kwargs(session.image)
+    return {**layer_kwargs(session.image), "units": UNITS}
 
 
 def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
     """Show the open case: image, working labels (editable), and the proposal when there is one."""
     clear_case(viewer)
     geo = _geometry(session)
-    image = viewer.add_image(to_display(session.image.array), name=IMAGE, colormap="gray", **geo)
-    image.metadata["case_id"] = session.case_id
-    labels = viewer.add_labels(
-        to_display(session.labels), name=LABELS, opacity=0.6, colormap=label_colormap(), **geo
+    image = viewer.add_image(
+        to_display(session.image.array),
+        name=IMAGE,
+        colormap="gray",
+        contrast_limits=default_contrast(session.image),  # CT: soft-tissue window
+        **geo,
     )
+    image.metadata["case_id"] = session.case_id
+    image.metadata["modality"] = session.image.modality
+    classes = session.store.labels
+    labels = viewer.add_labels(
+        to_display(session.labels), name=LABELS, opacity=0.9, colormap=label_colormap(classes), **geo
+    )
+    labels.contour = 2  # outlines: the anatomy and the uncertainty overlay stay visible inside
     labels.metadata["case_id"] = session.case_id
+    _name_classes(labels, classes)
     if session.proposal is not None:
         show_proposal(viewer, session)
+    show_orientation(viewer, image)
+    viewer.canvas.overlays.scale_bar.visible = True  # in mm: the layers' units
     viewer.layers.selection.active = labels
-    # Radiological convention: the display's world axes are (S, A, R) for an axial scan, so anterior goes
-    # up and the patient's right to the screen's left (napari's default shows A down and R right).
-    viewer.scene.camera.orientation2d = ("up", "left")
+    # Radiological convention without a camera setting: the world is (S, P, L) (io.napari_view), so with
+    # napari's default camera anterior is up and the patient's right on the left, as with File > Open.
     viewer.reset_view()
     step = [s // 2 for s in to_display(session.image.array).shape]
     viewer.dims.current_step = tuple(step)
-
-
-def label_colormap() -> Any:
-    """napari colormap with the shared per-value label colours (the ones a DICOM SEG export recommends)."""
-    from napari.utils.colormaps import DirectLabelColormap
-
-    from napari_medseg.io.label_colors import napari_color_dict
-
-    return DirectLabelColormap(color_dict=napari_color_dict())
 
 
 def show_proposal(viewer: napari.Viewer, session: ReviewSession) -> None:
     """(Re)show the proposal as an editable Labels layer (outlines) under the working labels; it holds a
     copy, so edits to it never change the stored proposal until accepted."""
     _remove(viewer, PROPOSAL)
+    classes = session.store.labels
     layer = viewer.add_labels(
         to_display(session.proposal.copy()),
         name=PROPOSAL,
-        opacity=0.9,
-        colormap=label_colormap(),
+        opacity=0.5,
+        colormap=label_colormap(classes),
         **_geometry(session),
     )
     layer.contour = 1
+    _name_classes(layer, classes)
     _move_below(viewer, PROPOSAL, LABELS)
+
+
+def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
+    """A/P/R/L letters at the edges of the axial view (a 2D Points layer: shown on every slice); they
+    follow the camera (:func:`place_markers`), so they stay on screen when zoomed in."""
+    _remove(viewer, MARKERS)
+    marks = axial_marker_positions(visible_box(viewer, image))
+    layer = viewer.add_points(
+        np.array([[y, x] for _, y, x in marks]),
+        name=MARKERS,
+        size=0.1,
+        face_color="transparent",
+        border_width=0,
+        features={"letter": [m[0] for m in marks]},
+        text={"string": "{letter}", "color": "yellow", "size": 16},
+        units=UNITS[1:],
+    )
+    layer.editable = False
+    return layer
+
+
+def visible_box(viewer: napari.Viewer, image: Any) -> np.ndarray:
+    """``[[z0, y0, x0], [z1, y1, x1]]`` world box of the image part the 2D view shows (whole image if unknown)."""
+    extent = np.asarray(image.extent.world, dtype=np.float64)
+    if viewer.dims.ndisplay != 2:
+        return extent
+    height, width = viewer.canvas.size
+    half = np.array([height, width], dtype=np.float64) / (2.0 * max(viewer.scene.camera.zoom, 1e-9))
+    centre = np.asarray(viewer.scene.camera.center[-2:], dtype=np.float64)
+    low = np.maximum(extent[0, -2:], centre - half)
+    high = np.minimum(extent[1, -2:], centre + half)
+    if np.any(high <= low):
+        return extent
+    box = extent.copy()
+    box[0, -2:], box[1, -2:] = low, high
+    return box
+
+
+def place_markers(viewer: napari.Viewer) -> None:
+    """Move the A/P/R/L letters to the edges of what the view shows now."""
+    layer, image = get(viewer, MARKERS), get(viewer, IMAGE)
+    if layer is None or image is None:
+        return
+    marks = axial_marker_positions(visible_box(viewer, image))
+    layer.data = np.array([[y, x] for _, y, x in marks])
+
+
+def show_region(viewer: napari.Viewer, world: tuple[float, ...], radius_mm: float) -> Any:
+    """Mark the current uncertain region: a thin cyan circle around it (on its centre slice)."""
+    layer = get(viewer, REGION)
+    point = np.asarray([world], dtype=np.float64)
+    size = 2.0 * radius_mm + 4.0  # a little outside the region, so its colours stay visible
+    if layer is None:
+        layer = viewer.add_points(
+            point,
+            name=REGION,
+            symbol="disc",
+            size=size,
+            face_color="transparent",
+            border_color="cyan",
+            border_width=0.06,
+            units=UNITS,
+        )
+        layer.editable = False
+    else:
+        layer.data = point
+        layer.size = size
+    return layer
 
 
 def _move_below(viewer: napari.Viewer, name: str, other: str) -> None:
@@ -112,7 +226,11 @@ def _move_below(viewer: napari.Viewer, name: str, other: str) -> None:
 def show_uncertainty(
     viewer: napari.Viewer, session: ReviewSession, band_only: bool = True, visible: bool = True
 ) -> Any:
-    """Show (or update) the uncertainty heat map: additive, ``inferno``, threshold = lower contrast limit."""
+    """Show (or update) the uncertainty heat map over the label outlines, with its colour bar.
+
+    Transparent below the threshold (the lower contrast limit), then red to yellow; translucent
+    blending, so the image and the outlines stay visible through it.
+    """
     data = session.uncertainty_map(band_only=band_only)
     if data is None:
         _remove(viewer, UNCERTAINTY)
@@ -125,14 +243,18 @@ def show_uncertainty(
     layer = viewer.add_image(
         to_display(data),
         name=UNCERTAINTY,
-        colormap=OVERLAY_COLORMAP,
-        blending="additive",
+        colormap=overlay_colormap(),
+        blending="translucent",
         opacity=OVERLAY_OPACITY,
         contrast_limits=(OVERLAY_THRESHOLD, 1.0),
         visible=visible,
         **_geometry(session),
     )
     layer.metadata["band_only"] = band_only
+    layer.colorbar.visible = True
+    for name in (MARKERS, REGION):  # markers stay on top
+        if name in viewer.layers:
+            viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
     return layer
 
 

@@ -19,12 +19,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medseg.io.napari_view import CT_WINDOWS
+from napari_medseg.widgets import _layers
 from napari_medseg.widgets._controller import controller_for, unwrap
 
 if TYPE_CHECKING:
     import napari
 
-COLUMNS = ("case", "status", "uncertainty", "versions", "last editor", "locked by")
+COLUMNS = ("case", "status", "uncertainty", "versions", "editor", "lock")
 #: Sort choices shown to the user -> queue order key.
 SORTS = {"most uncertain first": "uncertainty", "case id": "case", "status": "status"}
 STATUS_FILTERS = ("all", "new", "proposed", "in_review", "corrected", "approved")
@@ -62,7 +64,7 @@ class CasesPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.setMinimumHeight(140)
+        self.table.setMinimumHeight(120)
         self.table.cellDoubleClicked.connect(lambda row, _col: self.open_row(row))
 
         open_btn = QPushButton("Open case")
@@ -72,6 +74,16 @@ class CasesPanel(QWidget):
         next_btn = QPushButton("Next ▶")
         next_btn.clicked.connect(lambda: self.step(1))
         self.status_label = QLabel("no store open")
+        self.status_label.setWordWrap(True)
+        self.window_combo = QComboBox()
+        self.window_combo.addItems(["auto", *CT_WINDOWS])
+        self.window_combo.setToolTip(
+            "CT window (level/width in HU); auto: soft tissue for CT, else 0.5-99.5 %"
+        )
+        self.window_combo.currentTextChanged.connect(self.apply_window)
+        add_btn = QPushButton("Add opened image to store")
+        add_btn.setToolTip("import the image opened with File > Open into this store and open it as a case")
+        add_btn.clicked.connect(lambda: self.ctrl.adopt_image())
 
         row1 = QHBoxLayout()
         row1.addWidget(self.store_edit)
@@ -89,16 +101,22 @@ class CasesPanel(QWidget):
         row4.addWidget(prev_btn)
         row4.addWidget(open_btn)
         row4.addWidget(next_btn)
+        row5 = QHBoxLayout()
+        row5.addWidget(QLabel("Window"))
+        row5.addWidget(self.window_combo)
+        row5.addWidget(add_btn)
         layout = QVBoxLayout(self)
         for row in (row1, row2, row3):
             layout.addLayout(row)
         layout.addWidget(self.table)
         layout.addLayout(row4)
+        layout.addLayout(row5)
         layout.addWidget(self.status_label)
 
         self.destroyed.connect(self.ctrl.release)  # the viewer closes: give the case lock back
         self.ctrl.session_changed.connect(self.refresh)
         self.ctrl.case_opened.connect(lambda _case: self.refresh())
+        self.ctrl.case_opened.connect(lambda _case: self.apply_window(self.window_combo.currentText()))
         self.ctrl.store_changed.connect(self.refresh)
         self.refresh()
 
@@ -137,6 +155,28 @@ class CasesPanel(QWidget):
     def step(self, step: int) -> bool:
         """Open the next/previous case in the table's order (sort and filter apply)."""
         return self.ctrl.step_case(step, self.order, self.statuses)
+
+    def apply_window(self, name: str) -> None:
+        """Set the image's contrast to a CT window preset (or the modality's default for ``auto``)."""
+        from napari_medseg.io.napari_view import window_limits
+
+        layer = _layers.get(self.viewer, _layers.IMAGE) or self._active_image()
+        if layer is None:
+            return
+        if name in CT_WINDOWS:
+            layer.contrast_limits = window_limits(*CT_WINDOWS[name])
+        elif (
+            self.ctrl.session is not None
+            and self.ctrl.session.image is not None
+            and layer.name == _layers.IMAGE
+        ):
+            from napari_medseg.io.napari_view import default_contrast
+
+            layer.contrast_limits = default_contrast(self.ctrl.session.image)
+
+    def _active_image(self):  # noqa: ANN202 - a napari Image layer or None
+        layer = self.viewer.layers.selection.active
+        return layer if layer is not None and layer._type_string == "image" else None
 
     # ------------------------------------------------------------------ view
     def refresh(self) -> None:

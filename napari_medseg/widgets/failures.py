@@ -10,6 +10,7 @@ and the uncertainty overlay. Export writes ``failures.csv`` and ``failures_hist.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt, Signal
@@ -30,6 +31,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medseg.widgets._controller import controller_for, unwrap
+
 if TYPE_CHECKING:
     import napari
 
@@ -43,31 +46,6 @@ IMAGE, REFERENCE, PROPOSAL, ERRORS, UNCERTAINTY = (
 )
 
 
-def _evaluate(store_root: str, model_dir: str | None, net: str, device: str):  # noqa: ANN202 - generator
-    """Worker body: yields ``(done, total)`` after each case, returns the worst-first FailureReport."""
-    from napari_medseg.errors import InputError
-    from napari_medseg.evaluation.failures import FailureReport, approved_cases, rank_worst_first, score_cases
-    from napari_medseg.models.pair import ModelPair
-    from napari_medseg.registry import ModelRegistry
-    from napari_medseg.store import CaseStore
-
-    store = CaseStore.open(store_root)
-    try:
-        cases = approved_cases(store)
-    finally:
-        store.close()
-    if not cases:
-        raise InputError(f"the case store {store_root} has no approved labels to compare the model with")
-    folder = Path(model_dir) if model_dir else ModelRegistry(store_root).current_model_dir()
-    pair = ModelPair.load(folder, nets=("unetr", "bsnet") if net == "pair" else (net,))
-    scored = []
-    yield (0, len(cases))
-    for i, case in enumerate(cases):
-        scored += score_cases(pair, [case], net, device).cases
-        yield (i + 1, len(cases))
-    return FailureReport.for_pair(rank_worst_first(scored), pair)
-
-
 class FailuresPanel(QWidget):
     """Store and model; Evaluate / Cancel; worst-first table; histogram; case view; export.
 
@@ -79,7 +57,7 @@ class FailuresPanel(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = unwrap(napari_viewer)
         self.report: FailureReport | None = None
         self.worker: Any = None
 
@@ -138,15 +116,34 @@ class FailuresPanel(QWidget):
         layout.addWidget(self.table, 2)
         layout.addWidget(self.legend)
         layout.addWidget(self.canvas, 1)
-        self._prefill_store()
+        self._cancel: Any = None
+        self._relay: Any = None
+        self.ctrl = controller_for(self.viewer)
+        self.ctrl.session_changed.connect(self._follow_session)
+        self.ctrl.case_opened.connect(lambda _c: self.clear_layers())
+        self._follow_session()
 
-    def _prefill_store(self) -> None:
-        from napari_medseg.widgets._controller import controller_for
-
-        session = controller_for(self.viewer).session
-        root = getattr(getattr(session, "store", None), "root", None)
+    def _follow_session(self) -> None:
+        """The panel works on the open session's store (typing a folder opens it as the session)."""
+        root = self.ctrl.store_root
+        self.store_edit.setReadOnly(root is not None)
         if root is not None:
             self.store_edit.setText(str(root))
+
+    def _ensure_session(self) -> bool:
+        """The session's store, or the folder typed here opened as the session (one store for all panels)."""
+        if self.ctrl.store_root is not None:
+            return True
+        typed = self.store_edit.text().strip()
+        if not typed or not (Path(typed) / ".medseg").is_dir():
+            self.status_label.setText("open a case store first (Cases panel)")
+            return False
+        return self.ctrl.open_store(typed)
+
+    def clear_layers(self) -> None:
+        """Remove this panel's case layers (a newly opened case must not sit under them)."""
+        for name in [layer.name for layer in self.viewer.layers if layer.name.startswith(PREFIX)]:
+            self.viewer.layers.remove(name)
 
     # ------------------------------------------------------------------ evaluation
     @property
@@ -157,20 +154,26 @@ class FailuresPanel(QWidget):
         """Start scoring the model on every approved case in a worker thread."""
         from napari.qt.threading import create_worker
 
-        store = self.store_edit.text().strip()
+        from napari_medseg.evaluation.failures import failure_report
+        from napari_medseg.inference.cancel import CancelToken
+        from napari_medseg.widgets._controller import _progress_relay
+
         if self.running:
             return None
-        if not store or not (Path(store) / ".medseg").is_dir():
-            self.status_label.setText("choose a case store folder (it has a .medseg folder)")
+        if not self._ensure_session():
             return None
+        store = self.ctrl.store_root
+        self._cancel = CancelToken()
+        self._relay = _progress_relay(SimpleNamespace(emit=self._progress))
         worker = create_worker(
-            _evaluate,
+            failure_report,
             store,
             self.model_edit.text().strip() or None,
             NETS[self.net_combo.currentText()],
             self.device_combo.currentText(),
+            progress=self._relay.emit,
+            cancel=self._cancel,
         )
-        worker.yielded.connect(self._progress)
         worker.returned.connect(self.set_report)
         worker.errored.connect(self._failed)
         worker.finished.connect(self._done)
@@ -184,19 +187,22 @@ class FailuresPanel(QWidget):
 
     def cancel(self) -> None:
         """Stop after the case being scored (the table keeps the previous report)."""
-        if self.worker is not None:
-            self.worker.quit()
+        if self._cancel is not None:
+            self._cancel.cancel()
             self.status_label.setText("stopping after this case…")
 
-    def _progress(self, value: tuple[int, int]) -> None:
-        done, total = value
+    def _progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         self.status_label.setText(f"scored {done}/{total} approved cases")
 
     def _failed(self, err: Exception) -> None:
         from napari_medseg.errors import MedsegError
+        from napari_medseg.inference.cancel import Cancelled
 
+        if isinstance(err, Cancelled):
+            self.status_label.setText("stopped")
+            return
         if not isinstance(err, MedsegError):
             raise err
         self.status_label.setText(f"error: {err}")
@@ -204,7 +210,7 @@ class FailuresPanel(QWidget):
     def _done(self) -> None:
         if self.worker is not None and self.report is None:
             self.status_label.setText(self.status_label.text() or "stopped")
-        self.worker = None
+        self.worker = self._cancel = self._relay = None
         self.run_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
         self.progress.setRange(0, max(self.progress.maximum(), 1))
@@ -271,18 +277,15 @@ class FailuresPanel(QWidget):
 
         from napari_medseg.evaluation.failures import ERROR_COLORS, error_map
         from napari_medseg.io.napari_view import layer_kwargs, to_display
-        from napari_medseg.store import CaseStore
 
         case = next(c for c in self.report.cases if c.case_id == case_id)
-        store = CaseStore.open(self.store_edit.text().strip())
-        try:
-            image = store.load_image(case_id)
-            reference = store.load_label(case_id, case.version)
-        finally:
-            store.close()
+        if not self._ensure_session():
+            return
+        store = self.ctrl.session.store
+        image = store.load_image(case_id)
+        reference = store.load_label(case_id, case.version)
         truth = np.asarray(reference.array)
-        for name in [layer.name for layer in self.viewer.layers if layer.name.startswith(PREFIX)]:
-            self.viewer.layers.remove(name)
+        self.clear_layers()
         geo = layer_kwargs(image)
         self.viewer.add_image(to_display(image.array), name=IMAGE, colormap="gray", **geo)
         self.viewer.add_labels(

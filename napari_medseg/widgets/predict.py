@@ -50,7 +50,17 @@ class PredictPanel(QWidget):
         browse = QPushButton("…")
         browse.clicked.connect(self._browse)
         self.probs_check = QCheckBox("add per-network probability layers")
+        self.outside_check = QCheckBox("run outside the training domain")
+        self.outside_check.setToolTip(
+            "run even on a case unlike the model's training images; its result is marked and kept out of "
+            "the most-uncertain-first ranking"
+        )
+        self.domain_label = QLabel("")
+        self.domain_label.setWordWrap(True)
         self.run_btn = QPushButton("Run")
+        self.run_btn.setToolTip(
+            "run on the open case, or on an image opened with File > Open (added to the store)"
+        )
         self.run_btn.clicked.connect(self.run)
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
@@ -74,6 +84,8 @@ class PredictPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.probs_check)
+        layout.addWidget(self.domain_label)
+        layout.addWidget(self.outside_check)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status_label)
@@ -81,11 +93,47 @@ class PredictPanel(QWidget):
         for combo in (self.net_combo, self.device_combo):
             combo.currentIndexChanged.connect(self._sync_options)
         self.probs_check.toggled.connect(self._sync_options)
+        self.outside_check.toggled.connect(self._sync_options)
         self.ctrl.session_changed.connect(self._show_model)
+        self.ctrl.session_changed.connect(self.show_case)
+        self.ctrl.case_opened.connect(lambda _c: self.show_case())
         self.ctrl.prediction_started.connect(self._started)
         self.ctrl.prediction_progress.connect(self._progress)
         self.ctrl.prediction_finished.connect(self._finished)
         self._show_model()
+        self.show_case()
+
+    def show_case(self) -> None:
+        """Reset to the open case: its domain check, and its stored proposal (no previous case's result)."""
+        from napari_medseg.errors import MedsegError
+
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.outside_check.setChecked(False)  # insisting is per case, never carried over
+        s = self.ctrl.session
+        if s is None or s.case_id is None:
+            self.status_label.setText("")
+            self.domain_label.setText("")
+            return
+        try:
+            check = s.check_domain()
+        except MedsegError as err:
+            self.domain_label.setText(str(err))
+        else:
+            colour = {True: "#2e7d32", False: "#c62828", None: "#ef6c00"}[check.inside]
+            self.domain_label.setText(f'<span style="color:{colour}">{check.message}</span>')
+        stored = s.stored
+        if stored is None:
+            refused = self.domain_label.text() and "outside" in self.domain_label.text()
+            self.status_label.setText(f"{s.case_id}: no stored proposal" + ("" if refused else "; press Run"))
+            return
+        score = stored.summary.get("score")
+        mark = " (made outside the training domain)" if stored.outside_domain else ""
+        self.status_label.setText(
+            f"{s.case_id}: stored proposal version {stored.version.number}{mark}"
+            + (f", uncertainty score {score:.3f}" if isinstance(score, int | float) else "")
+            + f", {len(stored.regions)} uncertain regions"
+        )
 
     def _show_model(self) -> None:
         """A new session uses the model chosen here, or shows its own when none was chosen."""
@@ -114,6 +162,14 @@ class PredictPanel(QWidget):
         if s is not None:  # the model may have changed elsewhere (e.g. a retrained model was promoted)
             self.model_edit.setText(str(s.model_dir))
         self._sync_options()
+        if (
+            s is not None
+            and s.case_id is None
+            and any(lyr.metadata.get("source") for lyr in self.viewer.layers)
+        ):
+            # an image opened with File > Open: "run on this image" = add it to the store, open it, run
+            self.ctrl.adopt_image(run=True)
+            return self.ctrl.worker
         return self.ctrl.run_prediction()
 
     def _sync_options(self) -> None:
@@ -121,6 +177,7 @@ class PredictPanel(QWidget):
             net=NETWORKS[self.net_combo.currentText()],
             device=self.device_combo.currentText(),
             show_probabilities=self.probs_check.isChecked(),
+            outside_domain=self.outside_check.isChecked(),
         )
 
     def _started(self, case_id: str) -> None:
@@ -139,12 +196,14 @@ class PredictPanel(QWidget):
         self.progress.setRange(0, 1)
         if prediction is None:
             self.progress.setValue(0)
-            self.status_label.setText("stopped")
+            self.status_label.setText("not run" if self.ctrl.session is None else "stopped")
             return
         self.progress.setValue(1)
         t = prediction.timings.get("total")
         took = f" in {t:.1f} s" if t else ""
+        s = self.ctrl.session
+        mark = " — outside the training domain: not ranked" if s is not None and s.outside_domain else ""
         self.status_label.setText(
             f"{prediction.net} on {prediction.device}{took}: uncertainty score {prediction.score:.3f}, "
-            f"{len(prediction.regions)} uncertain regions"
+            f"{len(prediction.regions)} uncertain regions{mark}"
         )

@@ -65,7 +65,7 @@ class ReviewPanel(QWidget):
         layout.addWidget(QLabel("Versions"))
         layout.addWidget(self.history)
 
-        self.ctrl.case_opened.connect(lambda _c: self.refresh())
+        self.ctrl.case_opened.connect(lambda _c: self.refresh(clear_diff=True))
         self.ctrl.store_changed.connect(self.refresh)
         self.ctrl.session_changed.connect(self.refresh)
         self.ctrl.diff_changed.connect(lambda d: self.diff_label.setText(d.summary()))
@@ -89,14 +89,16 @@ class ReviewPanel(QWidget):
             self.comment_edit.clear()
         return ok
 
-    def refresh(self) -> None:
+    def refresh(self, clear_diff: bool = False) -> None:
         s = self.ctrl.session
+        if clear_diff:  # a new case: the previous case's diff no longer applies
+            self.diff_label.clear()
         if s is None or s.case_id is None:
             self.case_label.setText("no case open")
             self.history.clear()
             self.diff_label.clear()
             return
-        self.case_label.setText(f"{s.case_id} · {s.status()} · editing from version {s.base_version or '-'}")
+        self.case_label.setText(f"{s.case_id} · {s.status()} · editing from version {s.edited_from or '-'}")
         lines = []
         for v in reversed(s.versions()):
             kind = "proposal" if v.is_proposal else "labels"

@@ -33,6 +33,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medseg.widgets._controller import controller_for, unwrap
+
 if TYPE_CHECKING:
     import napari
 
@@ -67,7 +69,7 @@ class TrainPanel(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = unwrap(napari_viewer)
         self.process: QProcess | None = None
         self.history: list[dict[str, Any]] = []
         self.result: dict[str, Any] | None = None
@@ -76,7 +78,7 @@ class TrainPanel(QWidget):
 
         self.store_edit = QLineEdit()
         self.store_edit.setToolTip("case store folder (with .medseg/)")
-        browse = QPushButton("…")
+        browse = self._browse_btn = QPushButton("…")
         browse.clicked.connect(self._browse)
         self.nets_combo = QComboBox()
         self.nets_combo.addItems(list(NETS))
@@ -147,16 +149,16 @@ class TrainPanel(QWidget):
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill)
         self.model_changed.connect(self._reload_session_model)
-        self._prefill_store()
+        self.ctrl = controller_for(self.viewer)
+        self.ctrl.session_changed.connect(self._follow_session)
+        self._follow_session()
 
     # ------------------------------------------------------------------ setup
-    def _prefill_store(self) -> None:
-        """Use the open review session's store, if a review session exists in this viewer."""
-        from napari_medseg.widgets._controller import controller_for
-
-        session = controller_for(self.viewer).session
-        store = getattr(session, "store", None)
-        root = getattr(store, "root", None)
+    def _follow_session(self) -> None:
+        """The panel retrains the open session's store (a folder chosen here opens as the session)."""
+        root = self.ctrl.store_root
+        self.store_edit.setReadOnly(root is not None)
+        self._browse_btn.setEnabled(root is None)
         if root is not None:
             self.store_edit.setText(str(root))
 
@@ -174,6 +176,7 @@ class TrainPanel(QWidget):
         args = [
             "-m",
             "napari_medseg.commands.retrain",
+            "--events",
             "--store",
             self.store_edit.text().strip(),
             "--epochs",
@@ -192,12 +195,16 @@ class TrainPanel(QWidget):
     # ------------------------------------------------------------------ run
     def start(self) -> QProcess | None:
         """Launch the retrain process; returns it (``None`` if the store is missing or a run is on)."""
-        store = self.store_edit.text().strip()
         if self.running:
             return None
-        if not store or not (Path(store) / ".medseg").is_dir():
-            self.status_label.setText("choose a case store folder (it has a .medseg folder)")
-            return None
+        if self.ctrl.store_root is None:
+            typed = self.store_edit.text().strip()
+            if not typed or not (Path(typed) / ".medseg").is_dir():
+                self.status_label.setText("open a case store first (Cases panel)")
+                return None
+            if not self.ctrl.open_store(typed):
+                return None
+        self.store_edit.setText(str(self.ctrl.store_root))
         self.history, self.result, self._buffer, self._stderr = [], None, "", ""
         self.decision_label.setText("")
         self._draw_plot()
@@ -309,9 +316,7 @@ class TrainPanel(QWidget):
     # ------------------------------------------------------------------ model reload
     def _reload_session_model(self, model_dir: str) -> None:
         """Make the open review session use the promoted model (``ReviewSession.load_model``)."""
-        from napari_medseg.widgets._controller import controller_for
-
-        session = controller_for(self.viewer).session
+        session = self.ctrl.session
         if session is not None:
             session.load_model(model_dir)
 

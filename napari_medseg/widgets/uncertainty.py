@@ -53,7 +53,7 @@ class UncertaintyPanel(QWidget):
         self.band_check.toggled.connect(self.ctrl.set_band_only)
         self.visible_check = QCheckBox("show overlay")
         self.visible_check.setChecked(True)
-        self.visible_check.toggled.connect(self._set_visible)
+        self.visible_check.toggled.connect(self.ctrl.set_overlay_visible)
         self.opacity_slider = _slider(int(_layers.OVERLAY_OPACITY * 100))
         self.opacity_slider.valueChanged.connect(self._apply_look)
         self.threshold_slider = _slider(int(_layers.OVERLAY_THRESHOLD * 100))
@@ -64,7 +64,7 @@ class UncertaintyPanel(QWidget):
         nav.addWidget(next_btn)
         form = QFormLayout()
         form.addRow("Opacity", self.opacity_slider)
-        form.addRow("Threshold", self.threshold_slider)
+        form.addRow("Show from", self.threshold_slider)
         layout = QVBoxLayout(self)
         layout.addWidget(self.region_list)
         layout.addLayout(nav)
@@ -76,6 +76,7 @@ class UncertaintyPanel(QWidget):
         self.ctrl.prediction_finished.connect(lambda _p: self.refresh())
         self.ctrl.case_opened.connect(lambda _c: self.refresh())
         self.ctrl.region_changed.connect(self._select_row)
+        self.ctrl.overlay_visibility.connect(self._show_visibility)
         self.viewer.layers.events.inserted.connect(self._layer_added)
         self.refresh()
 
@@ -84,7 +85,8 @@ class UncertaintyPanel(QWidget):
         self.region_list.clear()
         for r in self.ctrl.regions():
             self.region_list.addItem(
-                f"#{r.id}  {r.size} vox ({r.volume_mm3:.0f} mm³)  mean {r.mean_uncertainty:.2f}  max {r.max_uncertainty:.2f}"
+                f"#{r.id}  slice {round(r.centroid_voxel[2])}  {r.volume_mm3:.0f} mm³  "
+                f"mean uncertainty {r.mean_uncertainty:.2f}"
             )
         self._updating = False
         self._apply_look()
@@ -103,10 +105,11 @@ class UncertaintyPanel(QWidget):
         if layer is not None and layer.name == _layers.UNCERTAINTY:
             self._apply_look()
 
-    def _set_visible(self, visible: bool) -> None:
-        layer = _layers.get(self.viewer, _layers.UNCERTAINTY)
-        if layer is not None:
-            layer.visible = visible
+    def _show_visibility(self, visible: bool) -> None:
+        if self.visible_check.isChecked() != visible:
+            self.visible_check.blockSignals(True)
+            self.visible_check.setChecked(visible)
+            self.visible_check.blockSignals(False)
 
     def _apply_look(self) -> None:
         layer = _layers.get(self.viewer, _layers.UNCERTAINTY)
@@ -116,3 +119,4 @@ class UncertaintyPanel(QWidget):
         low = min(self.threshold_slider.value() / 100, 0.99)
         layer.contrast_limits = (low, 1.0)
         layer.visible = self.visible_check.isChecked()
+        self.ctrl.describe_overlay()
