@@ -31,13 +31,18 @@ from napari_medseg.errors import InputError
 from napari_medseg.inference.cancel import CancelToken
 from napari_medseg.inference.device import free_memory_bytes, resolve_device
 from napari_medseg.inference.prediction import Prediction
-from napari_medseg.inference.regions import DEFAULT_MIN_SIZE, DEFAULT_THRESHOLD, find_regions
+from napari_medseg.inference.regions import (
+    DEFAULT_MIN_SIZE,
+    DEFAULT_THRESHOLD,
+    find_regions,
+    regions_from_voxels,
+)
 from napari_medseg.inference.uncertainty import (
     DEFAULT_BAND_RADIUS,
     DEFAULT_METHOD,
     PAIR_METHODS,
     case_score,
-    pair_uncertainty,
+    pair_maps,
     single_uncertainty,
 )
 
@@ -324,27 +329,36 @@ def predict_volume(
     t = time.perf_counter()
     n_classes = probs.shape[0] // len(modules)
     per_net = {n: probs[k * n_classes : (k + 1) * n_classes] for k, n in enumerate(names)}
+    shape = tuple(int(s) for s in probs.shape[1:])
     with torch.inference_mode():
         if len(names) == 2:
-            p_a, p_b = per_net[names[0]], per_net[names[1]]
-            labels_t = (p_a + p_b).argmax(0)
-            unc_t, band_t = pair_uncertainty(p_a, p_b, band_radius, method)
+            maps = pair_maps(per_net[names[0]], per_net[names[1]], band_radius, method, dtype=torch.float16)
+            labels_t, unc_t, band_t, score = maps.labels, maps.uncertainty, maps.band, maps.score
+            # regions see the map as displayed (float16), as the viewer's own Next region does
+            shown = maps.band_values.to(torch.float16).float()
+            keep = shown >= region_threshold
+            uncertain = (maps.band_index[keep].cpu().numpy(), shown[keep].cpu().numpy())
             used_method = method
         else:
             p = per_net[names[0]]
             labels_t = p.argmax(0)
             unc_t, band_t = single_uncertainty(p, band_radius)
+            score = case_score(unc_t, labels_t)
+            unc_t = unc_t.to(torch.float16)
+            uncertain = None
             used_method = "entropy"
-        score = case_score(unc_t, labels_t)
         labels = labels_t.to(torch.uint8).cpu().numpy()
-        uncertainty = unc_t.to(torch.float16).cpu().numpy()
+        uncertainty = unc_t.cpu().numpy()
         band = band_t.cpu().numpy()
         kept = {n: p.to(torch.float16).cpu().numpy() for n, p in per_net.items()} if keep_probs else {}
     del probs, per_net
     timings["uncertainty"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    regions = find_regions(uncertainty, volume.affine, region_threshold, region_min_size)
+    if uncertain is None:
+        regions = find_regions(uncertainty, volume.affine, region_threshold, region_min_size)
+    else:
+        regions = regions_from_voxels(shape, *uncertain, volume.affine, region_min_size)  # type: ignore[arg-type]
     timings["regions"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     if math.isnan(score):
