@@ -7,7 +7,11 @@ Pipeline of :func:`predict_volume`::
       ──each batch of windows (b, 1, *roi) goes through every net in one pass──▶
         softmax, concatenated over nets (b, N*C, *roi), Gaussian-weighted, accumulated
       ──divide by the weight sum, crop the padding──▶ probs per net (C, I, J, K)
-      ──▶ labels = argmax(mean probs) ; uncertainty = disagreement × boundary band ; regions ; score
+      ──▶ labels = argmax(mean probs) ; uncertainty = disagreement × boundary band ; score
+          (uncertainty.pair_maps: torch ops on the device holding the probabilities, only in blocks
+          near a voxel that is not confidently background)
+      ──▶ regions from the uncertain voxels alone (regions.regions_from_voxels: labelled on the
+          bounding boxes of coarse groups of them, never on the whole volume)
 
 The networks work directly in the Volume's own voxel order, so the outputs lie on the source grid
 with no resampling. Batches run under ``torch.inference_mode`` and, on CUDA, bf16 autocast. The cancel
