@@ -46,6 +46,7 @@ from napari_medseg.inference.uncertainty import (
     DEFAULT_METHOD,
     PAIR_METHODS,
     case_score,
+    class_argmax,
     pair_maps,
     single_uncertainty,
 )
@@ -345,7 +346,7 @@ def predict_volume(
             used_method = method
         else:
             p = per_net[names[0]]
-            labels_t = p.argmax(0)
+            labels_t = class_argmax(p, torch.uint8 if p.shape[0] <= 256 else torch.int32)
             unc_t, band_t = single_uncertainty(p, band_radius)
             score = case_score(unc_t, labels_t)
             unc_t = unc_t.to(torch.float16)

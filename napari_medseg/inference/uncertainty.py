@@ -140,8 +140,10 @@ def _sliding(x: torch.Tensor, width: int, op: Callable) -> torch.Tensor:
     return x
 
 
-def _argmax0(p: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Index of the first maximum over axis 0 (as ``torch.argmax``), by one comparison per class.
+def class_argmax(p: torch.Tensor, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """Index ``(*S)`` of the first maximum over the class axis of ``p`` ``(C, *S)`` (as ``torch.argmax``).
+
+    One comparison per class; ``dtype`` must hold ``C - 1``.
 
     Faster than ``argmax(0)`` on a class-first tensor, whose reduction runs across the memory layout.
     """
@@ -265,6 +267,10 @@ def pair_disagreement(p_a: torch.Tensor, p_b: torch.Tensor, method: str = DEFAUL
     raise ValueError(f"unknown uncertainty method {method!r}; choose one of {PAIR_METHODS}")
 
 
+def _label_dtype(n_classes: int) -> torch.dtype:
+    return torch.uint8 if n_classes <= 256 else torch.int32
+
+
 @dataclass(eq=False)
 class PairMaps:
     """Proposal, band and uncertainty of a pair, on the probabilities' device.
@@ -329,7 +335,7 @@ def pair_maps(
     else:
         settled = torch.zeros([-(-s // block) for s in shape], dtype=torch.bool, device=device)
     boxes = _boxes(_grow_max((~settled).float()) > 0, block, shape)
-    label_dtype = torch.uint8 if n_classes <= 256 else torch.int32
+    label_dtype = _label_dtype(n_classes)
     halo = radius + 1
     nets = torch.zeros((2, *(s + 2 * halo for s in shape)), dtype=label_dtype, device=device)
     labels = torch.zeros(shape, dtype=label_dtype, device=device)
@@ -337,9 +343,9 @@ def pair_maps(
     for box in boxes:  # labels of both nets and of their mean; 0 (background) in every settled block
         a, b = p_a[(slice(None), *box)].float(), p_b[(slice(None), *box)].float()
         inner = tuple(slice(s.start + halo, s.stop + halo) for s in box)
-        nets[(0, *inner)] = _argmax0(a, label_dtype)
-        nets[(1, *inner)] = _argmax0(b, label_dtype)
-        labels[box] = _argmax0(a + b, label_dtype)
+        nets[(0, *inner)] = class_argmax(a, label_dtype)
+        nets[(1, *inner)] = class_argmax(b, label_dtype)
+        labels[box] = class_argmax(a + b, label_dtype)
         foreground += int(labels[box].count_nonzero().item())
     _fill_halo(nets, halo)
     band = torch.zeros(shape, dtype=torch.bool, device=device)
@@ -397,7 +403,7 @@ def single_uncertainty(
 
     The entropy is not restricted to the band (a single net's entropy already peaks at its boundaries).
     """
-    return capped_entropy(p), boundary_band(p.argmax(0), None, radius)
+    return capped_entropy(p), boundary_band(class_argmax(p, _label_dtype(p.shape[0])), None, radius)
 
 
 def case_score(uncertainty: torch.Tensor, labels: torch.Tensor) -> float:
