@@ -7,6 +7,10 @@ Usage::
     python bench/bench_inference.py [--model napari_medseg/resources/models/default] [--threads 2] [--repeat 3]
     # synthetic large-volume mode (meant for a GPU; runs on CPU at small scale):
     python bench/bench_inference.py --size 512 512 256 --hidden 768 --feature 16 --classes 14 --roi 96 --sw-batch 16
+    # whole-CT mode: the TotalSegmentator CT DICOM series (512x512x20, 2 mm) resampled to 300 slices,
+    # trained bundled pair; on a GPU run it whole, on this CPU the nets on a slab of it:
+    python bench/bench_inference.py --ct 300 --device cuda --repeat 3
+    python bench/bench_inference.py --ct 300 --crop-slices 48 --repeat 1 --threads 2
 
 Rows per volume:
   engine pair+unc   predict_volume(net="pair"): both nets on each window batch, blending, labels,
@@ -14,6 +18,12 @@ Rows per volume:
   MONAI swi pair    MONAI sliding_window_inference with a predictor returning both nets' softmax
                     concatenated (the same network work, no uncertainty): measures our window loop.
   MONAI swi UNETR   stock: sliding_window_inference(unetr) + argmax, one network.
+  post-processing   (whole-CT mode) labels, band, uncertainty and regions alone (pair_maps +
+                    regions_from_voxels, what the engine runs after the windows), on the whole
+                    512x512x300 grid: on the pair's own probabilities when the nets ran on the whole
+                    volume, else on a pair map made from TotalSegmentator's reference segmentation of
+                    that series (3 classes; net B's labels shifted by one voxel, so the nets disagree
+                    along every organ boundary: a worst case for the band and the regions).
 Time = minimum wall seconds over --repeat interleaved runs after one warm-up each. Peak memory = CUDA max allocated, or on
 the CPU the peak resident-set increase over the run (sampled every 2 ms).
 """
@@ -67,10 +77,12 @@ class PeakMemory:
             self._thread.join()
 
 
-def timed_interleaved(fns: list, repeat: int, device: torch.device) -> list[tuple[float, int]]:
+def timed_interleaved(
+    fns: list, repeat: int, device: torch.device, warmup: bool = True
+) -> list[tuple[float, int]]:
     """(min seconds, peak bytes) per function; runs are interleaved (A B C A B C ...) after one warm-up
     each, and the minimum is reported, so load from other processes on a shared machine biases no row."""
-    for fn in fns:
+    for fn in fns if warmup else []:
         fn()
     times: list[list[float]] = [[] for _ in fns]
     peaks = [0] * len(fns)
@@ -112,6 +124,69 @@ def build_pair(args: argparse.Namespace):
     ), "random-init pair " + str(unetr_cfg)
 
 
+def ct_volume(data: Path, slices: int):
+    """The TotalSegmentator CT series (512x512x20, 0.98x0.98x2 mm) resampled linearly to ``slices`` slices.
+
+    Same extent and in-plane grid; the slice spacing becomes ``2 * 19 / (slices - 1)`` mm.
+    """
+    from scipy import ndimage
+
+    from napari_medseg.io import load_volume
+    from napari_medseg.io.volume import Volume
+
+    src = load_volume(data / "totalseg-examples" / "ct_dicom")
+    n = src.shape[2]
+    z = np.linspace(0, n - 1, slices)
+    grid = np.meshgrid(np.arange(src.shape[0]), np.arange(src.shape[1]), z, indexing="ij", sparse=True)
+    arr = np.empty((*src.shape[:2], slices), dtype=np.int16)
+    for k in range(slices):  # one slice at a time keeps the memory at a few slices
+        coords = [
+            np.broadcast_to(g, (*src.shape[:2], 1)) for g in (grid[0], grid[1], grid[2][:, :, k : k + 1])
+        ]
+        arr[:, :, k] = ndimage.map_coordinates(src.array, coords, order=1)[:, :, 0]
+    affine = src.affine.copy()
+    affine[:3, 2] *= (n - 1) / (slices - 1)
+    return Volume(arr, affine, modality="CT")
+
+
+def reference_pair_probs(data: Path, slices: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A pair map ``(3, 512, 512, slices)`` x 2 from TotalSegmentator's segmentation of the CT series.
+
+    Classes: 0 background, 1 odd structure ids, 2 even ones; softmax of 4 x one-hot. Net B's labels are
+    shifted by one voxel along the first axis, so the two disagree along every organ boundary.
+    """
+    import nibabel as nib
+
+    seg = np.asarray(nib.load(data / "totalseg-examples" / "example_seg_dicom.nii.gz").dataobj)
+    z = np.minimum(np.round(np.linspace(0, seg.shape[2] - 1, slices)).astype(int), seg.shape[2] - 1)
+    seg = seg[:, :, z]
+    cls = np.zeros(seg.shape, np.uint8)
+    cls[seg > 0] = 1
+    cls[(seg > 0) & (seg % 2 == 0)] = 2
+
+    def probs(lab: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(lab)
+        return torch.softmax(torch.stack([(t == c).float() * 4 for c in range(3)]), 0)
+
+    return probs(cls), probs(np.roll(cls, 1, axis=0))
+
+
+def postprocess(p_a: torch.Tensor, p_b: torch.Tensor, affine: np.ndarray) -> int:
+    """What the engine does after the windows: labels, band, uncertainty, regions; returns the region count."""
+    from napari_medseg.inference.regions import DEFAULT_THRESHOLD, regions_from_voxels
+    from napari_medseg.inference.uncertainty import pair_maps
+
+    with torch.inference_mode():
+        maps = pair_maps(p_a, p_b, dtype=torch.float16)
+        shown = maps.band_values.to(torch.float16).float()
+        keep = shown >= DEFAULT_THRESHOLD
+        regions = regions_from_voxels(
+            tuple(maps.labels.shape), maps.band_index[keep].cpu().numpy(), shown[keep].cpu().numpy(), affine
+        )
+        maps.labels.cpu(), maps.uncertainty.cpu(), maps.band.cpu()  # what the viewer receives
+    return len(regions)
+
+
 def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.device) -> list[tuple]:
     from monai.inferers import sliding_window_inference
 
@@ -124,10 +199,13 @@ def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.
     amp = device.type == "cuda"
     n_windows = len(window_grid(volume.shape, roi, args.overlap)[2])
 
+    post: list[float] = []
+
     def engine() -> None:
-        predict_volume(
+        pred = predict_volume(
             volume, pair, device=device, overlap=args.overlap, sw_batch_size=args.sw_batch, keep_probs=False
         )
+        post.append(pred.timings["uncertainty"] + pred.timings["regions"])
 
     def both(p: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.softmax(unetr(p).float(), 1), torch.softmax(bsnet(p).float(), 1)], 1)
@@ -141,9 +219,10 @@ def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.
             sliding_window_inference(x, roi, sw, unetr, overlap=args.overlap, mode="gaussian").argmax(1).cpu()
 
     labels = ("engine pair+unc", "MONAI swi pair", "MONAI swi UNETR")
-    results = timed_interleaved([engine, monai_pair, monai_unetr], args.repeat, device)
+    results = timed_interleaved([engine, monai_pair, monai_unetr], args.repeat, device, args.warmup)
     t_ref = results[-1][0]
     rows = [(name, label, n_windows, t, t / t_ref, m) for label, (t, m) in zip(labels, results, strict=True)]
+    rows.append((name, "  of which post", n_windows, min(post), min(post) / t_ref, 0))
     return rows
 
 
@@ -166,6 +245,17 @@ def main() -> None:
     parser.add_argument("--feature", type=int, default=None, help="UNETR feature size (synthetic mode)")
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument(
+        "--ct",
+        type=int,
+        default=None,
+        metavar="SLICES",
+        help="whole-CT mode: the CT series resampled to SLICES",
+    )
+    parser.add_argument(
+        "--crop-slices", type=int, default=None, help="whole-CT mode: run the nets on the first N slices only"
+    )
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up runs")
+    parser.add_argument(
         "--roi", type=int, nargs="+", default=None, help="window size (1 or 3 ints, synthetic mode)"
     )
     args = parser.parse_args()
@@ -181,7 +271,40 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     pair, what = build_pair(args)
-    if args.size is not None:
+    post_rows = []
+    if args.ct is not None:
+        ct = ct_volume(args.data, args.ct)
+        if args.crop_slices:
+            crop = Volume(np.ascontiguousarray(ct.array[:, :, : args.crop_slices]), ct.affine, modality="CT")
+            vols = [(f"CT {'x'.join(map(str, crop.shape))} (slab of {args.ct})", crop)]
+        else:
+            vols = [(f"CT {'x'.join(map(str, ct.shape))}", ct)]
+        if args.crop_slices:
+            p_a, p_b = reference_pair_probs(args.data, args.ct)
+            source = "TotalSegmentator reference pair map"
+        else:
+            from napari_medseg.inference.engine import sliding_window_probs
+
+            image = torch.from_numpy(pair.preprocess(ct.array))[None, None]
+            nets = [pair.nets["unetr"], pair.nets["bsnet"]]
+            probs, _ = sliding_window_probs(image, nets, pair.patch_size, args.overlap, device, args.sw_batch)
+            c = probs.shape[0] // 2
+            p_a, p_b = probs[:c], probs[c:]
+            source = "the pair's own probabilities"
+        p_a, p_b = p_a.to(device), p_b.to(device)
+        counts: list[int] = []
+        ((t_post, _m),) = timed_interleaved(
+            [lambda: counts.append(postprocess(p_a, p_b, ct.affine))], args.repeat, device
+        )
+        post_rows.append(
+            (
+                f"CT {'x'.join(map(str, ct.shape))}",
+                f"post-processing ({source}, {counts[-1]} regions)",
+                t_post,
+            )
+        )
+        del p_a, p_b
+    elif args.size is not None:
         rng = np.random.default_rng(0)
         vols = [
             (
@@ -204,6 +327,8 @@ def main() -> None:
         for row in run_volume(name, vol, pair, args, device):
             n, label, nw, t, ratio, mem = row
             print(f"{n:<24} {label:<16} {nw:>7} {t:>8.3f} {ratio:>8.2f} {mem / 2**20:>9.1f}")
+    for n, label, t in post_rows:
+        print(f"{n:<24} {label} {t:.3f} s")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@ Pipeline of :func:`predict_volume`::
       ──each batch of windows (b, 1, *roi) goes through every net in one pass──▶
         softmax, concatenated over nets (b, N*C, *roi), Gaussian-weighted, accumulated
       ──divide by the weight sum, crop the padding──▶ probs per net (C, I, J, K)
-      ──▶ labels = argmax(mean probs) ; uncertainty = disagreement × boundary band ; regions ; score
+      ──▶ labels = argmax(mean probs) ; uncertainty = disagreement × boundary band ; score
+          (uncertainty.pair_maps: torch ops on the device holding the probabilities, only in blocks
+          near a voxel that is not confidently background)
+      ──▶ regions from the uncertain voxels alone (regions.regions_from_voxels: labelled on the
+          bounding boxes of coarse groups of them, never on the whole volume)
 
 The networks work directly in the Volume's own voxel order, so the outputs lie on the source grid
 with no resampling. Batches run under ``torch.inference_mode`` and, on CUDA, bf16 autocast. The cancel
@@ -31,13 +35,19 @@ from napari_medseg.errors import InputError
 from napari_medseg.inference.cancel import CancelToken
 from napari_medseg.inference.device import free_memory_bytes, resolve_device
 from napari_medseg.inference.prediction import Prediction
-from napari_medseg.inference.regions import DEFAULT_MIN_SIZE, DEFAULT_THRESHOLD, find_regions
+from napari_medseg.inference.regions import (
+    DEFAULT_MIN_SIZE,
+    DEFAULT_THRESHOLD,
+    find_regions,
+    regions_from_voxels,
+)
 from napari_medseg.inference.uncertainty import (
     DEFAULT_BAND_RADIUS,
     DEFAULT_METHOD,
     PAIR_METHODS,
     case_score,
-    pair_uncertainty,
+    class_argmax,
+    pair_maps,
     single_uncertainty,
 )
 
@@ -324,28 +334,40 @@ def predict_volume(
     t = time.perf_counter()
     n_classes = probs.shape[0] // len(modules)
     per_net = {n: probs[k * n_classes : (k + 1) * n_classes] for k, n in enumerate(names)}
+    shape = tuple(int(s) for s in probs.shape[1:])
     with torch.inference_mode():
         if len(names) == 2:
-            p_a, p_b = per_net[names[0]], per_net[names[1]]
             w = getattr(pair, "proposal_weights", None) or {}  # the card's pick; else equal
-            labels_t = (w.get(names[0], 0.5) * p_a + w.get(names[1], 0.5) * p_b).argmax(0)
-            unc_t, band_t = pair_uncertainty(p_a, p_b, band_radius, method)
+            w_a = w.get(names[0], 0.5) / max(w.get(names[0], 0.5) + w.get(names[1], 0.5), 1e-9)
+            maps = pair_maps(
+                per_net[names[0]], per_net[names[1]], band_radius, method, dtype=torch.float16, weight_a=w_a
+            )
+            labels_t, unc_t, band_t, score = maps.labels, maps.uncertainty, maps.band, maps.score
+            # regions see the map as displayed (float16), as the viewer's own Next region does
+            shown = maps.band_values.to(torch.float16).float()
+            keep = shown >= region_threshold
+            uncertain = (maps.band_index[keep].cpu().numpy(), shown[keep].cpu().numpy())
             used_method = method
         else:
             p = per_net[names[0]]
-            labels_t = p.argmax(0)
+            labels_t = class_argmax(p, torch.uint8 if p.shape[0] <= 256 else torch.int32)
             unc_t, band_t = single_uncertainty(p, band_radius)
+            score = case_score(unc_t, labels_t)
+            unc_t = unc_t.to(torch.float16)
+            uncertain = None
             used_method = "entropy"
-        score = case_score(unc_t, labels_t)
         labels = labels_t.to(torch.uint8).cpu().numpy()
-        uncertainty = unc_t.to(torch.float16).cpu().numpy()
+        uncertainty = unc_t.cpu().numpy()
         band = band_t.cpu().numpy()
         kept = {n: p.to(torch.float16).cpu().numpy() for n, p in per_net.items()} if keep_probs else {}
     del probs, per_net
     timings["uncertainty"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    regions = find_regions(uncertainty, volume.affine, region_threshold, region_min_size)
+    if uncertain is None:
+        regions = find_regions(uncertainty, volume.affine, region_threshold, region_min_size)
+    else:
+        regions = regions_from_voxels(shape, *uncertain, volume.affine, region_min_size)  # type: ignore[arg-type]
     timings["regions"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     if math.isnan(score):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 #: Default uncertainty threshold for a voxel to belong to a region (0..1 scale; for the default map,
@@ -74,8 +75,89 @@ class Region:
         )
 
 
+#: Edge of the coarse blocks (voxels) used to group uncertain voxels before exact labelling.
+COARSE_BLOCK = 8
+_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Voxels of one region before ranking: global ``(m, 3)`` indices and their uncertainty."""
+
+    order: tuple[int, int]  # (flat index of its component's first voxel, split part): scan order
+    coords: np.ndarray
+    values: np.ndarray
+
+
+def _as_voxels(uncertainty: np.ndarray | torch.Tensor, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices (C order) and float32 values of the voxels of a dense map at or above ``threshold``."""
+    u = torch.as_tensor(uncertainty)
+    if u.ndim != 3:
+        raise ValueError(f"uncertainty must be 3D (I, J, K), got shape {tuple(u.shape)}")
+    flat_u = u.reshape(-1)
+    index = (flat_u >= threshold).nonzero()[:, 0]
+    return index.cpu().numpy(), flat_u[index].float().cpu().numpy()
+
+
+def _pieces(
+    shape: tuple[int, int, int],
+    index: np.ndarray,
+    values: np.ndarray,
+    min_size: int,
+    split_size: int | None,
+) -> list[_Piece]:
+    """Regions of the given voxels (all above threshold), in scan order, before ranking.
+
+    The voxels are first grouped by 26-connected components of the coarse blocks they fall in
+    (:data:`COARSE_BLOCK`); two 26-adjacent voxels always lie in the same or adjacent blocks, so each
+    voxel component lies inside one group and is labelled exactly on that group's bounding box only.
+    """
+    if len(index) == 0:
+        return []
+    coords = np.stack(np.unravel_index(index, shape), axis=1).astype(np.int64)
+    blocks = coords // COARSE_BLOCK
+    grid = np.zeros([-(-s // COARSE_BLOCK) for s in shape], dtype=bool)
+    grid[tuple(blocks.T)] = True
+    groups, _n = ndimage.label(grid, structure=_CONNECTIVITY)
+    group_of = groups[tuple(blocks.T)]
+    order = np.argsort(group_of, kind="stable")
+    bounds = np.flatnonzero(np.diff(group_of[order])) + 1
+    pieces: list[_Piece] = []
+    for members in np.split(order, bounds):
+        c = coords[members]
+        lo = c.min(0)
+        u = np.zeros(tuple(c.max(0) - lo + 1), dtype=np.float32)
+        u[tuple((c - lo).T)] = values[members]
+        comp, _ = ndimage.label(_mask(u.shape, c - lo), structure=_CONNECTIVITY)
+        for k, box in enumerate(ndimage.find_objects(comp), start=1):
+            if box is None:
+                continue
+            piece = comp[box] == k
+            offset = lo + np.array([s.start for s in box])
+            first = np.argwhere(piece)[0] + offset
+            first_flat = int(np.ravel_multi_index(tuple(first), shape))
+            extent = max(s.stop - s.start for s in box)
+            if split_size is not None and extent > split_size:
+                parts = _split(u[box], piece, max(1, split_size // 2))
+            else:
+                parts = piece.astype(np.int32)
+            for j in range(1, int(parts.max()) + 1):
+                sel = parts == j
+                if int(sel.sum()) >= min_size:
+                    pieces.append(_Piece((first_flat, j), np.argwhere(sel) + offset, u[box][sel]))
+    pieces.sort(key=lambda p: p.order)
+    return pieces
+
+
+def _mask(shape: tuple[int, ...], local: np.ndarray) -> np.ndarray:
+    """Bool mask of a crop of ``shape`` with the given local voxel indices ``(m, 3)`` set."""
+    mask = np.zeros(shape, dtype=bool)
+    mask[tuple(local.T)] = True
+    return mask
+
+
 def region_labels(
-    uncertainty: np.ndarray,
+    uncertainty: np.ndarray | torch.Tensor,
     threshold: float = DEFAULT_THRESHOLD,
     min_size: int = DEFAULT_MIN_SIZE,
     split_size: int | None = DEFAULT_SPLIT_SIZE,
@@ -84,33 +166,16 @@ def region_labels(
 
     Components of ``uncertainty >= threshold`` (26-connected); those longer than ``split_size`` voxels
     along an axis are split into watershed basins around peaks ``split_size // 2`` apart (``None`` =
-    never split); pieces smaller than ``min_size`` voxels are dropped. Labels are 1..n, no gaps.
+    never split); pieces smaller than ``min_size`` voxels are dropped. Labels are 1..n, no gaps, in
+    scan order of the components.
     """
-    if uncertainty.ndim != 3:
-        raise ValueError(f"uncertainty must be 3D (I, J, K), got shape {uncertainty.shape}")
-    u = np.asarray(uncertainty, dtype=np.float32)
-    mask = u >= threshold
-    out = np.zeros(u.shape, dtype=np.int32)
-    if not mask.any():
-        return out, 0
-    conn = np.ones((3, 3, 3), dtype=bool)
-    comp, n = ndimage.label(mask, structure=conn)
-    count = 0
-    for k, box in enumerate(ndimage.find_objects(comp), start=1):
-        if box is None:
-            continue
-        piece = comp[box] == k
-        extent = max(s.stop - s.start for s in box)
-        if split_size is not None and extent > split_size:
-            parts = _split(u[box], piece, max(1, split_size // 2))
-        else:
-            parts = piece.astype(np.int32)
-        for j in range(1, int(parts.max()) + 1):
-            sel = parts == j
-            if int(sel.sum()) >= min_size:
-                count += 1
-                out[box][sel] = count
-    return out, count
+    index, values = _as_voxels(uncertainty, threshold)
+    shape = tuple(int(s) for s in uncertainty.shape)
+    out = np.zeros(shape, dtype=np.int32)
+    pieces = _pieces(shape, index, values, min_size, split_size)  # type: ignore[arg-type]
+    for n, piece in enumerate(pieces, start=1):
+        out[tuple(piece.coords.T)] = n
+    return out, len(pieces)
 
 
 def _split(u: np.ndarray, piece: np.ndarray, distance: int) -> np.ndarray:
@@ -128,7 +193,7 @@ def _split(u: np.ndarray, piece: np.ndarray, distance: int) -> np.ndarray:
 
 
 def find_regions(
-    uncertainty: np.ndarray,
+    uncertainty: np.ndarray | torch.Tensor,
     affine: np.ndarray | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     min_size: int = DEFAULT_MIN_SIZE,
@@ -138,7 +203,7 @@ def find_regions(
     """Regions of ``uncertainty >= threshold`` (see :func:`region_labels`), ranked by size x mean uncertainty.
 
     Args:
-        uncertainty: ``(I, J, K)`` values in ``[0, 1]`` (any float dtype).
+        uncertainty: ``(I, J, K)`` values in ``[0, 1]`` (any float dtype; numpy or torch on any device).
         affine: 4x4 voxel -> RAS+ mm; identity when ``None``.
         threshold: minimum voxel uncertainty to belong to a region.
         min_size: drop regions with fewer voxels.
@@ -148,42 +213,64 @@ def find_regions(
     Returns:
         Regions sorted best first, with ``id`` = rank (1-based).
     """
+    index, values = _as_voxels(uncertainty, threshold)
+    shape = tuple(int(s) for s in uncertainty.shape)
+    return regions_from_voxels(shape, index, values, affine, min_size, max_regions, split_size)  # type: ignore[arg-type]
+
+
+def regions_from_voxels(
+    shape: tuple[int, int, int],
+    index: np.ndarray,
+    values: np.ndarray,
+    affine: np.ndarray | None = None,
+    min_size: int = DEFAULT_MIN_SIZE,
+    max_regions: int | None = None,
+    split_size: int | None = DEFAULT_SPLIT_SIZE,
+) -> list[Region]:
+    """:func:`find_regions` from the uncertain voxels alone (no dense map needed).
+
+    Args:
+        shape: ``(I, J, K)`` of the volume.
+        index: flat C-order indices ``(n,)`` of the voxels at or above the threshold.
+        values: their uncertainty ``(n,)`` (float32).
+        affine, min_size, max_regions, split_size: as for :func:`find_regions`.
+
+    Work and memory follow the uncertain voxels' extent: labelling, splitting and statistics run on
+    the bounding boxes of coarse groups of them, never on the whole volume.
+    """
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
-    u = np.asarray(uncertainty, dtype=np.float32)
-    comp, n = region_labels(u, threshold, min_size, split_size)
-    if n == 0:
-        return []
-    idx = np.arange(1, n + 1)
-    sizes = np.bincount(comp.ravel(), minlength=n + 1)[1:]
-    sums = ndimage.sum_labels(u, comp, idx)
-    maxs = ndimage.maximum(u, comp, idx)
-    centroids = ndimage.center_of_mass(u, comp, idx)
-    boxes = ndimage.find_objects(comp)
+    index = np.asarray(index, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float32)
+    pieces = _pieces(shape, index, values, min_size, split_size)
     found = []
-    for k in range(n):
-        size = int(sizes[k])
-        mean = float(sums[k]) / size
-        found.append((size * mean, k, size, mean))
+    for k, piece in enumerate(pieces):
+        size = len(piece.values)
+        total = float(piece.values.sum(dtype=np.float64))
+        found.append((size * (total / size), k, size, total / size))
     found.sort(key=lambda t: (-t[0], t[1]))
     if max_regions is not None:
         found = found[:max_regions]
     regions = []
     for rank, (score, k, size, mean) in enumerate(found, start=1):
-        c_vox = np.asarray(centroids[k], dtype=np.float64)
+        piece = pieces[k]
+        w = piece.values.astype(np.float64)
+        c_vox = (piece.coords * w[:, None]).sum(0) / w.sum()
         c_mm = affine[:3, :3] @ c_vox + affine[:3, 3]
-        box = boxes[k]
         regions.append(
             Region(
                 id=rank,
                 size=size,
                 volume_mm3=size * voxel_mm3,
                 mean_uncertainty=mean,
-                max_uncertainty=float(maxs[k]),
+                max_uncertainty=float(piece.values.max()),
                 score=float(score),
                 centroid_voxel=tuple(float(v) for v in c_vox),  # type: ignore[arg-type]
                 centroid_mm=tuple(float(v) for v in c_mm),  # type: ignore[arg-type]
-                bbox=(tuple(int(s.start) for s in box), tuple(int(s.stop) for s in box)),  # type: ignore[arg-type]
+                bbox=(
+                    tuple(int(v) for v in piece.coords.min(0)),  # type: ignore[arg-type]
+                    tuple(int(v) + 1 for v in piece.coords.max(0)),  # type: ignore[arg-type]
+                ),
             )
         )
     return regions

@@ -21,10 +21,12 @@ for the measurement behind that choice).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 #: Methods accepted by :func:`pair_uncertainty`.
 PAIR_METHODS = ("entropy", "jsd", "tv", "jsd_entropy")
@@ -100,57 +102,146 @@ def total_variation(p_a: torch.Tensor, p_b: torch.Tensor) -> torch.Tensor:
     return (0.5 * (p_a.float() - p_b.float()).abs().sum(0)).clamp_(0.0, 1.0)
 
 
-def _max_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Maximum over a cube of half-width ``radius`` of a ``(N, 1, I, J, K)`` float tensor.
+def _block_reduce(x: torch.Tensor, block: int, op: str) -> torch.Tensor:
+    """Minimum (``op="min"``) or maximum of ``x`` ``(I, J, K)`` over cubic blocks of ``block`` voxels.
 
-    Separable: on the CPU scipy's ``maximum_filter`` (1D passes in C, measured ~3-5x faster than
-    torch's pooling there), elsewhere three 1D max-pools. The volume border is not padded with values.
+    Returns ``(ceil(I/block), ceil(J/block), ceil(K/block))``; the last block along an axis may be partial.
+    The first pass (over the contiguous last axis) reads the volume once; later passes are 8x smaller.
     """
-    k = 2 * radius + 1
-    if x.device.type == "cpu":
-        out = ndimage.maximum_filter(x.numpy(), size=(1, 1, k, k, k), mode="nearest")
-        return torch.from_numpy(out)
-    for axis in range(3):
-        kernel = [1, 1, 1]
-        kernel[axis] = k
-        pad = [0, 0, 0]
-        pad[axis] = radius
-        x = F.max_pool3d(x, kernel, stride=1, padding=pad)
+    reduce = torch.amin if op == "min" else torch.amax
+    for axis in (2, 1, 0):
+        size = x.shape[axis]
+        whole = size // block
+        parts = []
+        if whole:
+            main = x.narrow(axis, 0, whole * block)
+            shape = list(main.shape)
+            shape[axis : axis + 1] = [whole, block]
+            parts.append(reduce(main.reshape(shape), axis + 1))
+        if size > whole * block:
+            parts.append(reduce(x.narrow(axis, whole * block, size - whole * block), axis, keepdim=True))
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, axis)
     return x
 
 
-def boundary_mask(labels: torch.Tensor) -> torch.Tensor:
-    """Voxels whose 3x3x3 neighbourhood holds more than one label.
+def _sliding(x: torch.Tensor, width: int, op: Callable) -> torch.Tensor:
+    """Running ``op`` (``torch.maximum`` / ``torch.minimum``) over a cube of ``width`` on the last 3 axes.
 
-    Args:
-        labels: integer label map ``(I, J, K)``, or a stack ``(N, I, J, K)`` of them.
-
-    Returns:
-        bool of the same shape; both sides of every label interface are marked. The volume border does
-        not count as a boundary.
+    No padding: each of those axes shrinks by ``width - 1``. Separable, and along each axis the window
+    doubles per step, so a width of 7 costs 3 elementwise ops per axis (any dtype, any device).
     """
-    x = labels.float()
-    x = x[None, None] if x.ndim == 3 else x[:, None]
-    edge = _max_filter(x, 1) != -_max_filter(-x, 1)
-    return edge[0, 0] if labels.ndim == 3 else edge[:, 0]
+    for axis in (-3, -2, -1):
+        span = 1
+        while span < width:
+            step = min(span, width - span)
+            n = x.shape[axis] - step
+            x = op(x.narrow(axis, 0, n), x.narrow(axis, step, n))
+            span += step
+    return x
 
 
-def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Binary dilation of a bool ``(I, J, K)`` mask by a cube of half-width ``radius`` voxels."""
-    if radius <= 0:
-        return mask
-    return _max_filter(mask.float()[None, None], radius)[0, 0] > 0
+def class_argmax(p: torch.Tensor, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """Index ``(*S)`` of the first maximum over the class axis of ``p`` ``(C, *S)`` (as ``torch.argmax``).
+
+    One comparison per class; ``dtype`` must hold ``C - 1``.
+
+    Faster than ``argmax(0)`` on a class-first tensor, whose reduction runs across the memory layout.
+    """
+    best = p[0]
+    index = torch.zeros(p.shape[1:], dtype=dtype, device=p.device)
+    for c in range(1, p.shape[0]):
+        better = p[c] > best
+        best = torch.where(better, p[c], best)
+        index.masked_fill_(better, c)
+    return index
+
+
+#: Block rows (of ``block`` slices each) handled together along the first axis.
+_SLAB_ROWS = 4
+
+
+def _boxes(active: torch.Tensor, block: int, shape: Sequence[int]) -> list[tuple[slice, slice, slice]]:
+    """Voxel boxes covering the ``active`` blocks: per slab of block rows, the box of its active blocks."""
+    grid = active.cpu().numpy()
+    boxes = []
+    for r0 in range(0, grid.shape[0], _SLAB_ROWS):
+        rows = grid[r0 : r0 + _SLAB_ROWS]
+        if not rows.any():
+            continue
+        j = np.flatnonzero(rows.any((0, 2)))
+        k = np.flatnonzero(rows.any((0, 1)))
+        lo = (r0, int(j[0]), int(k[0]))
+        hi = (r0 + len(rows), int(j[-1]) + 1, int(k[-1]) + 1)
+        boxes.append(tuple(slice(lo[a] * block, min(hi[a] * block, shape[a])) for a in range(3)))
+    return boxes  # type: ignore[return-value]
+
+
+def _pad_edges(maps: torch.Tensor, halo: int) -> torch.Tensor:
+    """``(N, I, J, K)`` maps padded by ``halo`` voxels on each side with their border values repeated."""
+    padded = maps.new_empty((maps.shape[0], *(s + 2 * halo for s in maps.shape[1:])))
+    inner = (slice(None), *(slice(halo, halo + s) for s in maps.shape[1:]))
+    padded[inner] = maps
+    _fill_halo(padded, halo)
+    return padded
+
+
+def _fill_halo(padded: torch.Tensor, halo: int) -> None:
+    """Repeat the border voxels of the interior of ``padded`` ``(N, I+2h, J+2h, K+2h)`` into its halo."""
+    for axis in (1, 2, 3):
+        size = padded.shape[axis]
+        if halo:
+            padded.narrow(axis, 0, halo).copy_(
+                padded.narrow(axis, halo, 1).expand_as(padded.narrow(axis, 0, halo))
+            )
+            tail = padded.narrow(axis, size - halo, halo)
+            tail.copy_(padded.narrow(axis, size - halo - 1, 1).expand_as(tail))
+
+
+def _band_in_box(padded: torch.Tensor, box: tuple[slice, slice, slice], radius: int) -> torch.Tensor:
+    """Band (bool, the box's shape) of the maps in ``padded`` (halo ``radius + 1``) inside voxel ``box``."""
+    halo = radius + 1
+    window = padded[(slice(None), *(slice(b.start, b.stop + 2 * halo) for b in box))]
+    edge = (_sliding(window, 3, torch.maximum) != _sliding(window, 3, torch.minimum)).any(0)
+    if radius > 0:
+        edge = _sliding(edge.to(torch.uint8), 2 * radius + 1, torch.maximum) > 0
+    return edge
 
 
 def boundary_band(
-    labels_a: torch.Tensor, labels_b: torch.Tensor | None = None, radius: int = 3
+    labels_a: torch.Tensor, labels_b: torch.Tensor | None = None, radius: int = 3, block: int = 8
 ) -> torch.Tensor:
-    """Voxels within ``radius`` voxels (Chebyshev) of either label map's boundary, bool ``(I, J, K)``."""
-    if labels_b is None:
-        edge = boundary_mask(labels_a)
-    else:
-        edge = boundary_mask(torch.stack([labels_a, labels_b])).any(0)
-    return dilate(edge, radius)
+    """Voxels within ``radius`` voxels (Chebyshev) of either label map's boundary, bool ``(I, J, K)``.
+
+    A boundary voxel is one whose 3x3x3 neighbourhood holds more than one label (both sides of every
+    interface; the volume border is not a boundary). Only cubic blocks of ``block`` voxels whose block
+    neighbourhood holds more than one label are examined (``block`` must exceed ``radius``), so the
+    cost follows the boundary's extent, not the volume's.
+    """
+    if radius >= block:
+        raise ValueError(f"band radius {radius} must be smaller than the block size {block}")
+    maps = labels_a[None] if labels_b is None else torch.stack([labels_a, labels_b])
+    lo = torch.stack([_block_reduce(m, block, "min") for m in maps]).amin(0).float()
+    hi = torch.stack([_block_reduce(m, block, "max") for m in maps]).amax(0).float()
+    # only a block whose 3x3x3 block neighbourhood holds two labels can hold band voxels (radius < block)
+    mixed = _grow_max(hi) != -_grow_max(-lo)
+    padded = _pad_edges(maps, radius + 1)
+    band = torch.zeros(maps.shape[1:], dtype=torch.bool, device=maps.device)
+    for box in _boxes(mixed, block, maps.shape[1:]):
+        band[box] = _band_in_box(padded, box, radius)
+    return band
+
+
+def _grow_max(values: torch.Tensor) -> torch.Tensor:
+    """Maximum of a float block grid ``(nI, nJ, nK)`` over each block's 3x3x3 block neighbourhood."""
+    return F.max_pool3d(values[None, None], 3, stride=1, padding=1)[0, 0]
+
+
+def boundary_mask(labels: torch.Tensor) -> torch.Tensor:
+    """Voxels whose 3x3x3 neighbourhood holds more than one label, bool ``(I, J, K)``.
+
+    Both sides of every label interface are marked; the volume border does not count as a boundary.
+    """
+    return boundary_band(labels, None, 0)
 
 
 def pair_disagreement(p_a: torch.Tensor, p_b: torch.Tensor, method: str = DEFAULT_METHOD) -> torch.Tensor:
@@ -176,13 +267,125 @@ def pair_disagreement(p_a: torch.Tensor, p_b: torch.Tensor, method: str = DEFAUL
     raise ValueError(f"unknown uncertainty method {method!r}; choose one of {PAIR_METHODS}")
 
 
+def _label_dtype(n_classes: int) -> torch.dtype:
+    return torch.uint8 if n_classes <= 256 else torch.int32
+
+
+@dataclass(eq=False)
+class PairMaps:
+    """Proposal, band and uncertainty of a pair, on the probabilities' device.
+
+    Attributes:
+        labels: proposal ``(I, J, K)``, argmax of ``p_A + p_B`` (uint8; int32 past 256 classes).
+        uncertainty: ``(I, J, K)`` disagreement in the band, zero outside it (dtype as requested).
+        band: bool ``(I, J, K)``, voxels within the band radius of either net's argmax boundary.
+        band_index: flat indices ``(n,)`` (int64, C order) of the band's voxels.
+        band_values: float32 ``(n,)`` uncertainty at ``band_index`` (before any cast of ``uncertainty``).
+        foreground: number of voxels with ``labels > 0``.
+    """
+
+    labels: torch.Tensor
+    uncertainty: torch.Tensor
+    band: torch.Tensor
+    band_index: torch.Tensor
+    band_values: torch.Tensor
+    foreground: int
+
+    @property
+    def score(self) -> float:
+        """:func:`case_score` of the pair: summed uncertainty per foreground voxel."""
+        return float(self.band_values.sum().item()) / max(self.foreground, 1)
+
+
+def pair_maps(
+    p_a: torch.Tensor,
+    p_b: torch.Tensor,
+    radius: int = DEFAULT_BAND_RADIUS,
+    method: str = DEFAULT_METHOD,
+    dtype: torch.dtype = torch.float32,
+    block: int = 8,
+    weight_a: float = 0.5,
+) -> PairMaps:
+    """Proposal labels, boundary band and band uncertainty of a pair, with work only where it is needed.
+
+    The volume is cut into cubic blocks of ``block`` voxels. A block where both nets give the first
+    class (background) a probability above 0.5 in every voxel is *settled*: every argmax there is 0.
+    Labels, band and uncertainty are computed only in blocks within one block of an unsettled one
+    (everywhere else the labels are 0 and the band is empty, because ``radius < block``); on a whole
+    CT that is the body's organs, not the air and the background tissue. All work is torch ops on the
+    device of ``p_a``; the result equals the dense definition (``pair_disagreement(p_A, p_B) * band``
+    with ``band = boundary_band(argmax p_A, argmax p_B, radius)``) voxel for voxel.
+
+    Args:
+        p_a, p_b: class probabilities ``(C, I, J, K)`` of the two networks (any float dtype).
+        radius: band half-width in voxels (``< block``).
+        method: see :func:`pair_disagreement`.
+        dtype: dtype of the dense ``uncertainty`` map (e.g. ``torch.float16`` for display).
+        block: block edge in voxels.
+        weight_a: A's weight in the proposal ``argmax(w·p_A + (1 − w)·p_B)`` (the model card's
+            ``proposal_weights``); the band and the uncertainty always use both nets equally.
+
+    Returns:
+        A :class:`PairMaps` on ``p_a``'s device.
+    """
+    if radius >= block:
+        raise ValueError(f"band radius {radius} must be smaller than the block size {block}")
+    if method not in PAIR_METHODS:
+        raise ValueError(f"unknown uncertainty method {method!r}; choose one of {PAIR_METHODS}")
+    n_classes, shape, device = p_a.shape[0], tuple(p_a.shape[1:]), p_a.device
+    if n_classes >= 2:
+        settled = (_block_reduce(p_a[0], block, "min") > 0.5) & (_block_reduce(p_b[0], block, "min") > 0.5)
+    else:
+        settled = torch.zeros([-(-s // block) for s in shape], dtype=torch.bool, device=device)
+    boxes = _boxes(_grow_max((~settled).float()) > 0, block, shape)
+    label_dtype = _label_dtype(n_classes)
+    halo = radius + 1
+    nets = torch.zeros((2, *(s + 2 * halo for s in shape)), dtype=label_dtype, device=device)
+    labels = torch.zeros(shape, dtype=label_dtype, device=device)
+    foreground = 0
+    for box in boxes:  # labels of both nets and of their mean; 0 (background) in every settled block
+        a, b = p_a[(slice(None), *box)].float(), p_b[(slice(None), *box)].float()
+        inner = tuple(slice(s.start + halo, s.stop + halo) for s in box)
+        nets[(0, *inner)] = class_argmax(a, label_dtype)
+        nets[(1, *inner)] = class_argmax(b, label_dtype)
+        labels[box] = class_argmax(weight_a * a + (1 - weight_a) * b, label_dtype)
+        foreground += int(labels[box].count_nonzero().item())
+    _fill_halo(nets, halo)
+    band = torch.zeros(shape, dtype=torch.bool, device=device)
+    unc = torch.zeros(shape, dtype=dtype, device=device)
+    index, values = [], []
+    strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=device)
+    for box in boxes:  # the band, and the uncertainty at its voxels only
+        in_band = _band_in_box(nets, box, radius)
+        band[box] = in_band
+        local = in_band.nonzero()
+        at = (slice(None), local[:, 0], local[:, 1], local[:, 2])
+        v = pair_disagreement(
+            p_a[(slice(None), *box)][at].float(), p_b[(slice(None), *box)][at].float(), method
+        )
+        unc[box][in_band] = v.to(dtype)
+        start = torch.tensor([s.start for s in box], device=device)
+        index.append(((local + start) * strides).sum(1))
+        values.append(v)
+    band_index = torch.cat(index) if index else torch.zeros(0, dtype=torch.long, device=device)
+    band_values = torch.cat(values) if values else torch.zeros(0, device=device)
+    return PairMaps(
+        labels=labels,
+        uncertainty=unc,
+        band=band,
+        band_index=band_index,
+        band_values=band_values,
+        foreground=foreground,
+    )
+
+
 def pair_uncertainty(
     p_a: torch.Tensor,
     p_b: torch.Tensor,
     radius: int = DEFAULT_BAND_RADIUS,
     method: str = DEFAULT_METHOD,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boundary-band pair uncertainty.
+    """Boundary-band pair uncertainty (see :func:`pair_maps`, which also gives the labels).
 
     Args:
         p_a, p_b: class probabilities ``(C, I, J, K)`` of the two networks.
@@ -192,9 +395,8 @@ def pair_uncertainty(
     Returns:
         ``(uncertainty, band)``: float32 ``(I, J, K)`` in ``[0, 1]`` (zero outside the band) and the bool band.
     """
-    band = boundary_band(p_a.argmax(0), p_b.argmax(0), radius)
-    unc = pair_disagreement(p_a, p_b, method) * band
-    return unc, band
+    maps = pair_maps(p_a, p_b, radius, method)
+    return maps.uncertainty, maps.band
 
 
 def single_uncertainty(
@@ -204,7 +406,7 @@ def single_uncertainty(
 
     The entropy is not restricted to the band (a single net's entropy already peaks at its boundaries).
     """
-    return capped_entropy(p), boundary_band(p.argmax(0), None, radius)
+    return capped_entropy(p), boundary_band(class_argmax(p, _label_dtype(p.shape[0])), None, radius)
 
 
 def case_score(uncertainty: torch.Tensor, labels: torch.Tensor) -> float:

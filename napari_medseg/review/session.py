@@ -472,8 +472,15 @@ class ReviewSession:
         return self._save(parent, note)
 
     def _save(self, parent: int | None, note: str) -> VersionInfo:
+        held = {self.base_version: self._baseline, self.proposal_version: self.proposal}  # no re-reading
         info = self.store.save_version(
-            self.case_id, self.labels, author=self.user, source="human", parent=parent, note=note
+            self.case_id,
+            self.labels,
+            author=self.user,
+            source="human",
+            parent=parent,
+            note=note,
+            known_labels={n: a for n, a in held.items() if n is not None and a is not None},
         )
         self.base_version = self.edited_from = info.number
         self._own_versions.add(info.number)

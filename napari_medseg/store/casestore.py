@@ -30,13 +30,17 @@ Label arrays are ``(I, J, K)`` integer maps on the case image's voxel grid (see
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import sqlite3
+import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +56,7 @@ from napari_medseg.errors import (
     StoreError,
     user_message,
 )
-from napari_medseg.io.atomic import TMP_PREFIX, atomic_path
+from napari_medseg.io.atomic import TMP_PREFIX, atomic_path, fsync_dir
 from napari_medseg.io.dataset_json import read_dataset_json
 from napari_medseg.io.validate import label_dtype
 from napari_medseg.io.volume import Volume, array_checksum
@@ -70,8 +74,42 @@ DEFAULT_LABELS = {0: "background", 1: "foreground"}
 
 
 def labels_checksum(labels: np.ndarray) -> str:
-    """Checksum of a label map independent of its integer dtype (values compared as int32)."""
-    return array_checksum(np.asarray(labels).astype(np.int32, copy=False))
+    """Checksum of a label map independent of its integer dtype (values compared as int32).
+
+    Equal to ``array_checksum(labels.astype(np.int32))``, hashed in slabs along the first axis so a
+    Fortran-ordered map (as loaded from NIfTI) is never copied whole into C order.
+    """
+    a = np.asarray(labels)
+    if a.ndim == 0 or a.size == 0:
+        return array_checksum(a.astype(np.int32))
+    h = hashlib.sha256()
+    h.update(f"{a.shape}|{np.dtype(np.int32).str}|".encode())
+    step = max(1, (1 << 22) // max(1, a[0].size))
+    for start in range(0, a.shape[0], step):
+        h.update(np.ascontiguousarray(a[start : start + step], dtype=np.int32).data)
+    return h.hexdigest()
+
+
+def _like(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``other`` in the memory order of ``reference`` (a copy only when C and Fortran orders differ).
+
+    Comparing a C-ordered with a Fortran-ordered 512x512x300 map elementwise takes seconds.
+    """
+    other = np.asarray(other)
+    if reference.flags.f_contiguous and not reference.flags.c_contiguous and not other.flags.f_contiguous:
+        return np.asfortranarray(other)
+    if reference.flags.c_contiguous and not reference.flags.f_contiguous and not other.flags.c_contiguous:
+        return np.ascontiguousarray(other)
+    return other
+
+
+def _present_values(arr: np.ndarray) -> np.ndarray:
+    """Distinct values of an integer array; one counting pass for 8/16-bit unsigned labels (no sort)."""
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) < 256:
+        top = int(arr.max())  # one fast pass; a value is then looked for only when it is not 0 or the max
+        rest = [v for v in range(1, top) if np.any(arr == v)] if top > 1 else []
+        return np.array(sorted({0, *rest, top} if np.any(arr == 0) else {*rest, top}))
+    return np.unique(arr)
 
 
 def _readable(path: Path) -> None:
@@ -89,6 +127,36 @@ def can_write(root: Path) -> bool:
 
 def _stamp() -> str:
     return utc_now().replace(":", "").replace("+0000", "Z")
+
+
+@dataclass
+class _PreparedVersion:
+    """A label version written (fsync-ed temp file) and counted, before its database row exists."""
+
+    latest: int | None
+    parent: int | None
+    proposal: int | None = None
+    changed_parent: int | None = None
+    changed_prop: int | None = None
+    dice: float | None = None
+    label_checksum: str = ""
+    file_sha: str = ""
+    tmp: Path | None = None
+
+    def publish(self, dest: Path) -> None:
+        """Hard-link the temp file to ``dest`` (never replacing a file) and make the link durable."""
+        assert self.tmp is not None
+        try:
+            os.link(self.tmp, dest)
+        except FileExistsError:
+            raise StoreError(f"refusing to overwrite existing file {dest}") from None
+        fsync_dir(dest.parent)
+
+    def discard(self) -> None:
+        """Remove the temp file (after publishing, ``dest`` keeps the data)."""
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+            self.tmp = None
 
 
 class CaseStore:
@@ -609,8 +677,12 @@ class CaseStore:
             arr = arr.astype(np.uint8)
         if not np.issubdtype(arr.dtype, np.integer):
             raise InputError(f"labels for case {case_id} must be an integer array, got {arr.dtype}")
-        values = np.unique(arr)
-        unknown = sorted(set(values.tolist()) - set(self.labels))
+        top = int(arr.max()) if arr.size else 0
+        declared = set(self.labels)
+        if arr.size and int(arr.min()) >= 0 and declared >= set(range(top + 1)):
+            unknown: list[int] = []  # every value up to the maximum is declared: nothing to look for
+        else:
+            unknown = sorted(set(_present_values(arr).tolist()) - declared)
         if unknown:
             raise InputError(
                 f"labels for case {case_id} contain values {unknown[:5]} that are not declared labels "
@@ -627,6 +699,8 @@ class CaseStore:
         parent: int | None = None,
         note: str = "",
         is_proposal: bool = False,
+        *,
+        known_labels: Mapping[int, np.ndarray] | None = None,
     ) -> VersionInfo:
         """Save ``labels`` (``(I, J, K)`` integers on the image grid) as a new version.
 
@@ -634,7 +708,13 @@ class CaseStore:
         the save is refused with ``StaleSaveError`` naming who saved in between (save again with
         ``parent=<latest>`` to keep your work as a new version). ``parent=None`` means "on top of
         the latest version" (no stale check). Refused with ``LockedError`` if someone else holds
-        the case's lock. Returns the new version's :class:`VersionInfo`.
+        the case's lock. ``known_labels`` maps version numbers to label arrays the caller already
+        holds (the opened version, the proposal): change counts use them instead of reading those
+        files. Returns the new version's :class:`VersionInfo`.
+
+        The file is compressed, written and fsync-ed *before* the database write lock is taken; the
+        transaction only re-checks lock and parent, links the file in place and inserts its row, so
+        other processes (comments, status changes, other cases' saves) wait milliseconds, not seconds.
         """
         author = validate_person(author)
         source = validate_source(source)
@@ -642,17 +722,31 @@ class CaseStore:
         case_id = row["case_id"]
         arr = self._check_labels(case_id, labels, tuple(json.loads(row["shape"])))
         image = self.load_image(case_id)
-        with self._write() as conn:
-            locking.require_not_locked_by_other(conn, case_id, author, "save a new version")
-            info = self._insert_version(conn, case_id, arr, image, author, source, parent, note, is_proposal)
-            status = conn.execute("SELECT status FROM cases WHERE case_id = ?", (case_id,)).fetchone()[0]
-            new_status = status_after_save(status, is_proposal)
-            if new_status != status:
-                conn.execute("UPDATE cases SET status = ? WHERE case_id = ?", (new_status, case_id))
-                self._event(
-                    conn, case_id, author, "status", f"{status} -> {new_status} (saved version {info.number})"
-                )
-        return info
+        for _attempt in range(3):
+            prepared = self._prepare_version(case_id, arr, image, parent, is_proposal, known_labels)
+            try:
+                with self._write() as conn:
+                    locking.require_not_locked_by_other(conn, case_id, author, "save a new version")
+                    if not self._still_current(conn, case_id, prepared):
+                        continue  # someone saved in between: recount against the new latest version
+                    info = self._commit_version(conn, case_id, prepared, author, source, note, is_proposal)
+                    status = conn.execute(
+                        "SELECT status FROM cases WHERE case_id = ?", (case_id,)
+                    ).fetchone()[0]
+                    new_status = status_after_save(status, is_proposal)
+                    if new_status != status:
+                        conn.execute("UPDATE cases SET status = ? WHERE case_id = ?", (new_status, case_id))
+                        self._event(
+                            conn,
+                            case_id,
+                            author,
+                            "status",
+                            f"{status} -> {new_status} (saved version {info.number})",
+                        )
+                return info
+            finally:
+                prepared.discard()
+        raise StoreError(f"case {case_id} kept changing while saving; nothing was saved - try again")
 
     def _insert_version(
         self,
@@ -666,13 +760,90 @@ class CaseStore:
         note: str,
         is_proposal: bool,
     ) -> VersionInfo:
-        """Write version ``latest + 1`` and its row; caller holds the write transaction."""
+        """Write version ``latest + 1`` and its row while the caller holds the write transaction (import)."""
+        prepared = self._prepare_version(case_id, arr, image, parent, is_proposal, None, conn)
+        try:
+            return self._commit_version(conn, case_id, prepared, author, source, note, is_proposal)
+        finally:
+            prepared.discard()
+
+    def _prepare_version(
+        self,
+        case_id: str,
+        arr: np.ndarray,
+        image: Volume,
+        parent: int | None,
+        is_proposal: bool,
+        known: Mapping[int, np.ndarray] | None,
+        conn: sqlite3.Connection | None = None,
+    ) -> _PreparedVersion:
+        """Everything slow of a save, without the write lock: counts, checksums, the fsync-ed file."""
         from napari_medseg.io import load_labels, save_labels
 
+        known = dict(known or {})
+
+        def read(sql: str, params: tuple) -> sqlite3.Row | None:
+            return conn.execute(sql, params).fetchone() if conn is not None else self._read_one(sql, params)
+
+        def labels_of(number: int, file: str) -> np.ndarray:
+            held = known.get(number)
+            if held is not None and tuple(np.shape(held)) == arr.shape:
+                return _like(arr, held)
+            return _like(arr, load_labels(self.root / file).array)
+
+        latest = read("SELECT MAX(number) AS n FROM versions WHERE case_id = ?", (case_id,))["n"]
+        base = latest if parent is None else parent
+        prepared = _PreparedVersion(latest=latest, parent=base)
+        if base is not None:
+            prow = read("SELECT file FROM versions WHERE case_id = ? AND number = ?", (case_id, base))
+            if prow is not None:
+                prepared.changed_parent = changed_voxels(labels_of(base, prow["file"]), arr)
+        if not is_proposal:
+            prop = read(
+                "SELECT number, file FROM versions WHERE case_id = ? AND is_proposal = 1 ORDER BY number DESC LIMIT 1",
+                (case_id,),
+            )
+            if prop is not None:
+                proposal = labels_of(prop["number"], prop["file"])
+                prepared.proposal = prop["number"]
+                prepared.changed_prop = changed_voxels(proposal, arr)
+                prepared.dice = mean_foreground_dice(proposal, arr)
+        folder = self.root / self._version_rel(case_id, 1).rsplit("/", 1)[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".nii.gz", dir=folder)
+        os.close(fd)
+        prepared.tmp = Path(name)
+        with ThreadPoolExecutor(1) as pool:  # hashing releases the GIL: overlap it with the compression
+            checksum = pool.submit(labels_checksum, arr)
+            save_labels(arr, image, prepared.tmp)  # gzip, written and fsync-ed
+            prepared.label_checksum = checksum.result()
+        _readable(prepared.tmp)
+        prepared.file_sha = file_sha256(prepared.tmp)
+        return prepared
+
+    def _still_current(self, conn: sqlite3.Connection, case_id: str, prepared: _PreparedVersion) -> bool:
+        """Whether the latest version and proposal are those the prepared counts were made against."""
         latest = conn.execute("SELECT MAX(number) FROM versions WHERE case_id = ?", (case_id,)).fetchone()[0]
-        if parent is None:
-            parent = latest
-        elif latest is None or parent != latest:
+        if latest == prepared.latest:
+            return True
+        if prepared.parent is not None and prepared.parent != prepared.latest:
+            return True  # an explicit older parent: _commit_version refuses it as a stale save
+        return False
+
+    def _commit_version(
+        self,
+        conn: sqlite3.Connection,
+        case_id: str,
+        prepared: _PreparedVersion,
+        author: str,
+        source: str,
+        note: str,
+        is_proposal: bool,
+    ) -> VersionInfo:
+        """Stale check, link the prepared file as version ``latest + 1`` and insert its row (in the transaction)."""
+        latest = conn.execute("SELECT MAX(number) FROM versions WHERE case_id = ?", (case_id,)).fetchone()[0]
+        parent = prepared.parent
+        if parent is not None and (latest is None or parent != latest):
             if latest is None or parent > latest or parent < 1:
                 raise StoreError(f"case {case_id} has no label version {parent} to edit from")
             newer = conn.execute(
@@ -689,57 +860,43 @@ class CaseStore:
         dest = self.root / rel
         if dest.exists():  # orphan of a save killed before its commit
             self._quarantine(dest)
-        changed_parent = changed_prop = dice = None
-        if parent is not None:
-            prow = conn.execute(
-                "SELECT file FROM versions WHERE case_id = ? AND number = ?", (case_id, parent)
-            ).fetchone()
-            changed_parent = changed_voxels(load_labels(self.root / prow["file"]).array, arr)
-        if not is_proposal:
-            prop = conn.execute(
-                "SELECT number, file FROM versions WHERE case_id = ? AND is_proposal = 1 ORDER BY number DESC LIMIT 1",
-                (case_id,),
-            ).fetchone()
-            if prop is not None:
-                proposal = load_labels(self.root / prop["file"]).array
-                changed_prop = changed_voxels(proposal, arr)
-                dice = mean_foreground_dice(proposal, arr)
         image_checksum = conn.execute(
             "SELECT image_checksum FROM cases WHERE case_id = ?", (case_id,)
         ).fetchone()[0]
-        with atomic_path(dest, exclusive=True) as tmp:
-            save_labels(arr, image, tmp)
-            _readable(tmp)
-            sha = file_sha256(tmp)
-        now = utc_now()
+        prepared.publish(dest)
         values = dict(
             case_id=case_id,
             number=number,
             author=author,
-            created_utc=now,
+            created_utc=utc_now(),
             source=source,
             parent=parent,
             note=note or "",
             is_proposal=int(bool(is_proposal)),
-            changed_vs_parent=changed_parent,
-            changed_vs_proposal=changed_prop,
-            dice_vs_proposal=dice,
+            changed_vs_parent=prepared.changed_parent,
+            changed_vs_proposal=prepared.changed_prop,
+            dice_vs_proposal=prepared.dice,
             image_checksum=image_checksum,
-            label_checksum=labels_checksum(arr),
-            file_sha256=sha,
+            label_checksum=prepared.label_checksum,
+            file_sha256=prepared.file_sha,
             file=rel,
         )
-        sidecar.write_sidecar(sidecar.version_sidecar(dest), values)
-        conn.execute(
-            f"INSERT INTO versions({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-            tuple(values.values()),
-        )
-        self._event(conn, case_id, author, "save", f"version {number} ({source})")
-        return self._row_to_version(
+        try:
+            sidecar.write_sidecar(sidecar.version_sidecar(dest), values)
             conn.execute(
-                "SELECT * FROM versions WHERE case_id = ? AND number = ?", (case_id, number)
-            ).fetchone()
-        )
+                f"INSERT INTO versions({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+            self._event(conn, case_id, author, "save", f"version {number} ({source})")
+            return self._row_to_version(
+                conn.execute(
+                    "SELECT * FROM versions WHERE case_id = ? AND number = ?", (case_id, number)
+                ).fetchone()
+            )
+        except BaseException:
+            dest.unlink(missing_ok=True)  # no row, no file (a kill here leaves an orphan for check)
+            sidecar.version_sidecar(dest).unlink(missing_ok=True)
+            raise
 
     # ------------------------------------------------------------------ review workflow
     def set_status(self, case_id: str, status: str, author: str, comment: str = "") -> None:

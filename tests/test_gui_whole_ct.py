@@ -1,0 +1,169 @@
+"""The viewer on a whole CT (512x512x300): how long the event loop is blocked, measured with a timer probe.
+
+A 5 ms QTimer records when it actually fires; the longest gap during an action is the longest time the
+event loop could not answer (no repaint, no click). The figures are printed (run with ``-s``) and
+reported in bench/RESULTS.md; they are measurements, not asserted limits (the machine is shared).
+
+    python -m pytest -s tests/test_gui_whole_ct.py
+"""
+
+from __future__ import annotations
+
+import os
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_medseg.widgets import _layers  # noqa: E402
+
+pytestmark = [
+    pytest.mark.gui,
+    # ~7 min on 2 cores: a measurement for bench/RESULTS.md, run on demand (MEDSEG_WHOLE_CT=1), not in CI
+    pytest.mark.skipif(
+        not os.environ.get("MEDSEG_WHOLE_CT"), reason="whole-CT viewer probe: set MEDSEG_WHOLE_CT=1 to run"
+    ),
+]
+SLICES = 300
+LABELS = {0: "background", 1: "odd structures", 2: "even structures"}
+
+
+class Probe:
+    """Longest gap between the ticks of a 5 ms QTimer while an action runs (seconds)."""
+
+    def __init__(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.ticks: list[float] = []
+        self.timer = QTimer()
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+
+    def measure(self, qtbot, action, settle_ms: int = 300) -> tuple[float, float]:
+        """Run ``action`` from inside the event loop; ``(wall seconds, longest block seconds)``."""
+        from qtpy.QtCore import QTimer
+
+        self.ticks = [time.perf_counter()]
+        self.timer.start()
+        done: list[float] = []
+
+        def run() -> None:
+            start = time.perf_counter()
+            action()
+            done.append(time.perf_counter() - start)
+
+        QTimer.singleShot(0, run)
+        qtbot.waitUntil(lambda: bool(done), timeout=120_000)
+        qtbot.wait(settle_ms)  # the repaints the action queued
+        self.timer.stop()
+        gaps = np.diff(self.ticks)
+        return done[0], float(gaps.max()) if len(gaps) else 0.0
+
+
+@pytest.fixture(scope="module")
+def ct_store(tmp_path_factory, totalseg_dir):
+    """A store with one 512x512x300 CT (the CT series resampled) and a 3-class label version."""
+    import nibabel as nib
+
+    from napari_medseg.io import load_volume
+    from napari_medseg.store import CaseStore
+
+    src = load_volume(totalseg_dir / "ct_dicom")
+    z = np.linspace(0, src.shape[2] - 1, SLICES)
+    image = np.empty((*src.shape[:2], SLICES), np.int16)
+    for k, zk in enumerate(z):  # linear along the slices
+        lo = int(np.floor(zk))
+        hi = min(lo + 1, src.shape[2] - 1)
+        image[:, :, k] = np.round((1 - (zk - lo)) * src.array[:, :, lo] + (zk - lo) * src.array[:, :, hi])
+    affine = src.affine.copy()
+    affine[:3, 2] *= (src.shape[2] - 1) / (SLICES - 1)
+    seg = np.asarray(nib.load(totalseg_dir / "example_seg_dicom.nii.gz").dataobj)[
+        :, :, np.round(z).astype(int)
+    ]
+    labels = np.where(seg > 0, np.where(seg % 2 == 0, 2, 1), 0).astype(np.uint8)
+    folder = tmp_path_factory.mktemp("ct")
+    nib.save(nib.Nifti1Image(image, affine), folder / "ct300.nii.gz")
+    nib.save(nib.Nifti1Image(labels, affine), folder / "ct300_seg.nii.gz")
+    root = folder / "store"
+    with CaseStore.init(root, name="ct", labels=LABELS, modality="CT") as s:
+        s.import_case(folder / "ct300.nii.gz", folder / "ct300_seg.nii.gz")
+    return root, labels
+
+
+def _prediction(labels: np.ndarray):
+    """A proposal (labels shifted by one voxel) with a band uncertainty map and its regions."""
+    import torch
+
+    from napari_medseg.inference.prediction import Prediction
+    from napari_medseg.inference.regions import find_regions
+    from napari_medseg.inference.uncertainty import boundary_band
+
+    proposal = np.roll(labels, 1, axis=0)
+    band = boundary_band(torch.from_numpy(labels), torch.from_numpy(proposal), 3).numpy()
+    unc = np.where(labels != proposal, 0.9, 0.3).astype(np.float16) * band
+    return Prediction(
+        labels=proposal,
+        uncertainty=unc,
+        band=band,
+        regions=find_regions(unc)[:50],
+        score=0.1,
+        model_id="probe",
+    )
+
+
+def test_whole_ct_event_loop_blocks(make_napari_viewer, qtbot, ct_store):
+    from napari_medseg.widgets.cases import CasesPanel
+    from napari_medseg.widgets.review import ReviewPanel
+
+    root, labels = ct_store
+    viewer = make_napari_viewer(show=True)
+    cases, review = CasesPanel(viewer), ReviewPanel(viewer)
+    viewer.window.add_dock_widget(cases, area="right")
+    viewer.window.add_dock_widget(review, area="right")
+    cases.user_edit.setText("alice")
+    assert cases.open_store(str(root))
+    ctrl, probe = cases.ctrl, Probe()
+    figures: dict[str, tuple[float, float]] = {}
+
+    figures["open case (first image)"] = probe.measure(qtbot, lambda: cases.open_row(0))
+    assert _layers.IMAGE in viewer.layers and viewer.layers[_layers.IMAGE].data.shape == (SLICES, 512, 512)
+
+    prediction = _prediction(labels)
+
+    def show() -> None:
+        ctrl.session.apply_prediction(prediction, save=False)
+        ctrl.show_prediction(prediction)
+
+    figures["show proposal + uncertainty"] = probe.measure(qtbot, show)
+    assert _layers.PROPOSAL in viewer.layers and _layers.UNCERTAINTY in viewer.layers
+
+    def scroll() -> None:
+        for k in range(100, 130):
+            viewer.dims.set_current_step(0, k)
+            qtbot.wait(1)
+
+    figures["scroll 30 slices"] = probe.measure(qtbot, scroll)
+
+    layer = viewer.layers[_layers.LABELS]
+
+    def paint() -> None:
+        layer.selected_label = 1
+        for j in range(200, 260, 6):
+            layer.paint((115, j, 250), 1, refresh=True)
+            qtbot.wait(1)
+
+    figures["paint 10 dabs"] = probe.measure(qtbot, paint)
+    assert ctrl.session.has_unsaved_changes
+
+    figures["save version"] = probe.measure(qtbot, lambda: review.save())
+    assert not ctrl.session.has_unsaved_changes
+    assert ctrl.session.store.latest_version(ctrl.session.case_id).number == 2
+
+    print("\nwhole CT 512x512x300, event loop probe (5 ms timer):")
+    for name, (wall, block) in figures.items():
+        print(f"  {name:<30} wall {wall:6.3f} s   longest event-loop block {block * 1000:7.0f} ms")
+    ctrl.session.close_case(discard=True)
