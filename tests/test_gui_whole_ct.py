@@ -10,7 +10,6 @@ reported in bench/RESULTS.md; they are measurements, not asserted limits (the ma
 from __future__ import annotations
 
 import os
-
 import time
 
 import numpy as np
