@@ -148,7 +148,9 @@ def test_round_trip_pull_predict_edit_approve_push_read_back(client, sts_uids, t
     # search slow); ~45 s on one CPU core for this 198 x 202 x 59 CT
     session = ReviewSession.open(tmp_path / "store", user="radiologist")
     session.open_case(case)
-    prediction = session.run_prediction(device="cpu")
+    prediction = session.run_prediction(
+        device="cpu", outside_domain=True
+    )  # hippocampus model on a CT: plumbing only
     assert prediction.labels.shape == (198, 202, 59)
     session.accept_proposal()
     session.labels[50:110, 60:140, 10:30] = 1  # the reviewer's correction

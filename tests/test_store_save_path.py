@@ -54,7 +54,7 @@ def test_a_stale_save_leaves_no_file_behind(store):
     with pytest.raises(StaleSaveError):
         store.save_version(case, labels, "other", parent=1)
     assert _temp_files(store) == []
-    assert sorted(p.name for p in (store.root / ".medseg" / "versions" / case).iterdir()) == [
+    assert sorted(p.name for p in (store.root / ".medseg" / "versions" / case).glob("*.nii.gz")) == [
         "1.nii.gz",
         "2.nii.gz",
     ]
