@@ -105,3 +105,19 @@ def test_epochs_shuffle_and_ranks_share_out_the_cases(cases):
     ]
     seen = [[int(b["index"]) for b in r] for r in ranks]
     assert len(ranks[0]) == 2 and sorted(seen[0] + seen[1]) == [0, 1, 2, 3]
+
+
+def test_windows_of_cases_larger_than_the_patch_name_their_canonical_voxels(hippo_dir):
+    patch = (32, 48, 32)  # smaller than the hippocampus grid: windows start inside the case
+    cases = load_cases(cases_from_msd(hippo_dir)[:2], patch)
+    for augment in (False, True):
+        batch = CachedCases(cases, patch, batch_size=2, augment=augment, seed=5).batch([0, 1])
+        for b, case in enumerate(cases):
+            flat = flat_canonical_index(batch["coords"][b : b + 1], [case.label.shape])[0]
+            inside = flat >= 0
+            assert int(batch["coords"][b][:, inside].min()) >= 1
+            canon = torch.from_numpy(case.label.reshape(-1))[flat[inside]]
+            assert torch.equal(canon, batch["label"][b][inside])
+        if not augment:  # centred windows: the first voxel is the window's start, 1-based
+            start = [(n - w) // 2 + 1 for n, w in zip(cases[0].label.shape, patch, strict=True)]
+            assert batch["coords"][0][:, 0, 0, 0].tolist() == start

@@ -182,6 +182,10 @@ class CachedCases:
         self.labels = [torch.from_numpy(c.label).to(self.device) for c in cases]
         self.approved = [bool(c.approved) for c in cases]
         self.generator = torch.Generator().manual_seed(seed + 7919 * rank)
+        # 1-based canonical coordinates of a window starting at the grid origin; a window elsewhere
+        # adds its start (built once, not per sample and batch)
+        axes = [torch.arange(1, w + 1, device=self.device) for w in self.patch]
+        self._coords0 = torch.stack(torch.meshgrid(*axes, indexing="ij"))
 
     def set_epoch(self, epoch: int) -> None:
         """Use epoch ``epoch``'s shuffled order (all ranks agree on it, as with DistributedSampler)."""
@@ -219,8 +223,8 @@ class CachedCases:
             win = self._window(tuple(self.images[i].shape))
             imgs.append(self.images[i][win])
             labs.append(self.labels[i][win])
-            axes = [torch.arange(s.start, s.stop, device=self.device) for s in win]
-            crds.append(torch.stack(torch.meshgrid(*axes, indexing="ij")) + 1)
+            start = torch.tensor([s.start for s in win], device=self.device)
+            crds.append(self._coords0 + start[:, None, None, None])
         image = torch.stack(imgs)[:, None].float()
         label = torch.stack(labs).long()
         coords = torch.stack(crds).long()
