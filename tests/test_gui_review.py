@@ -489,3 +489,83 @@ def test_labels_are_painted_in_the_colours_a_dicom_seg_recommends(app):
             layer.colormap.map(np.array([value]))[0][:3], np.array(label_rgb(value)) / 255
         )
     assert layer.colormap.map(np.array([0]))[0][3] == 0  # background stays transparent
+
+
+def _slow(monkeypatch, obj, name, seconds):
+    """Make ``obj.name`` take at least ``seconds`` (it runs in the store worker thread)."""
+    original = getattr(obj, name)
+
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, slow)
+
+
+def test_a_slow_save_keeps_the_viewer_live_and_strokes_painted_meanwhile_stay_unsaved(
+    app, monkeypatch, qtbot
+):
+    """The save runs in the store worker: the event loop keeps ticking, a second save or another case
+    is refused while it runs, and a stroke painted during it is not in the saved version."""
+    from qtpy.QtCore import QTimer
+
+    ctrl = app.ctrl
+    case = app.panels["cases"].case_ids()[0]
+    assert ctrl.open_case(case)
+    layer = app.viewer.layers[_layers.LABELS]
+    layer.paint((3, 20, 15), 1, refresh=True)
+    before = ctrl.session.labels.copy()
+    store = ctrl.session.store
+    _slow(monkeypatch, store, "save_version", 1.0)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(20)
+    during: dict[str, object] = {}
+
+    def meanwhile():  # runs inside the save's wait
+        during["busy"] = ctrl.busy
+        during["second save"] = app.panels["review"].save()
+        during["open other"] = ctrl.open_case(app.panels["cases"].case_ids()[1])
+        layer.paint((5, 22, 17), 2, refresh=True)
+
+    QTimer.singleShot(300, meanwhile)
+    start = time.perf_counter()
+    info = app.panels["review"].save()
+    end = time.perf_counter()
+    timer.stop()
+    assert info is not None and info.number == 2
+    assert during["busy"] == f"saving {case}"
+    assert during["second save"] is None and during["open other"] is False
+    assert any(f"still saving {case}" in n for n in app.notes)
+    assert ctrl.session.case_id == case and ctrl.busy is None
+    saved = store.load_label(case, 2).array
+    np.testing.assert_array_equal(saved, before)  # the snapshot taken when Save was pressed
+    assert ctrl.session.labels[from_display_index((5, 22, 17))] == 2
+    assert ctrl.session.has_unsaved_changes  # the stroke painted during the save
+    inside = np.diff([t for t in ticks if start <= t <= end])
+    assert end - start > 1.0 and len(inside) > 10, "the event loop did not run during the save"
+
+
+def from_display_index(zyx):
+    """Voxel index (I, J, K) of a display index (K, J, I)."""
+    return tuple(reversed(zyx))
+
+
+def test_a_case_that_fails_to_load_leaves_no_half_open_case(app, monkeypatch):
+    """A damaged image found while opening: one notification, no lock kept, no layers of a half case."""
+    from napari_medseg.errors import StoreDamagedError
+
+    ctrl = app.ctrl
+    first, second = app.panels["cases"].case_ids()[:2]
+    assert ctrl.open_case(first)
+    store = ctrl.session.store
+
+    def damaged(case_id):
+        raise StoreDamagedError(f"the image of case {case_id} is not the one imported")
+
+    monkeypatch.setattr(store, "load_image", damaged)
+    assert not ctrl.open_case(second)
+    assert any(n.startswith("error:") and "not the one imported" in n for n in app.notes)
+    assert ctrl.session.case_id is None and _layers.LABELS not in app.viewer.layers
+    assert store.case(second).lock_owner is None and store.case(first).lock_owner is None

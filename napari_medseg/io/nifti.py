@@ -191,9 +191,11 @@ def save_nifti_labels(labels: np.ndarray, reference: Volume, path: str | Path) -
     path = Path(path)
     arr = as_label_array(np.asarray(labels), "label map")
     check_same_grid(arr.shape, reference.affine, reference.shape, reference.affine, "label map")
-    return _write(np.ascontiguousarray(arr), reference, path)
+    return _write(
+        arr, reference, path
+    )  # nibabel writes any memory order (NIfTI's is Fortran: no copy for it)
 
 
 def save_nifti_volume(vol: Volume, path: str | Path) -> Path:
     """Write ``vol`` as NIfTI in its own dtype, with its affine (and source qform/sform codes), atomically."""
-    return _write(np.ascontiguousarray(vol.array), vol, Path(path))
+    return _write(np.asarray(vol.array), vol, Path(path))

@@ -187,17 +187,25 @@ class ReviewSession:
             self._release(previous)
         self._clear_case()
         self.case_id = case_id
+        try:
+            self._load_case(case_id)
+        except BaseException:  # a damaged file: no half-open case, and the lock goes back
+            self._release(case_id)
+            self._clear_case()
+            raise
+
+    def _load_case(self, case_id: str) -> None:
         from napari_medseg.review.proposals import load_stored_prediction, working_version
 
         self.image = self.store.load_image(case_id)
         start = working_version(self.store, case_id)  # a person's label is never replaced by a proposal
         if start is not None:
             label = self.store.load_label(case_id, start.number)
-            self.labels = np.array(label.array, copy=True)
+            self.labels = np.array(label.array, copy=True)  # keeps the file's (Fortran) memory order
             self.base_version = start.number
-        else:
-            self.labels = np.zeros(self.image.shape, dtype=np.uint8)
-        self._baseline = self.labels.copy()
+        else:  # the image's memory order, so comparisons and saves never transpose
+            self.labels = np.zeros_like(self.image.array, dtype=np.uint8)
+        self._baseline = self.labels.copy(order="K")
         self.edited_from = self.base_version
         self.stored = load_stored_prediction(self.store, case_id)
         if self.stored is not None:
@@ -365,7 +373,10 @@ class ReviewSession:
         return prediction
 
     def uncertainty_map(self, band_only: bool = True) -> np.ndarray | None:
-        """Voxel uncertainty ``(I, J, K)`` float32 in ``[0, 1]`` of the latest prediction, or ``None``.
+        """Voxel uncertainty ``(I, J, K)`` in ``[0, 1]`` of the latest prediction, or ``None``.
+
+        Floating point as the engine made it (float16 for a pair: no whole-volume float32 copy of a CT;
+        napari converts only the slice it draws).
 
         Args:
             band_only: keep only the boundary band (voxels near either net's predicted boundary, where
@@ -378,7 +389,9 @@ class ReviewSession:
             return self.stored.uncertainty if self.stored is not None else None
         if pred.uncertainty is None:
             return None
-        unc = np.asarray(pred.uncertainty, dtype=np.float32)
+        unc = np.asarray(pred.uncertainty)
+        if not np.issubdtype(unc.dtype, np.floating):
+            unc = unc.astype(np.float32)
         if pred.net != "pair":
             return np.where(pred.band, unc, 0.0).astype(np.float32) if band_only else unc
         if band_only or len(pred.probs) < 2:
@@ -439,8 +452,11 @@ class ReviewSession:
             if v.number > base and v.number not in self._own_versions and not v.is_proposal
         ]
 
-    def save_version(self, note: str = "") -> VersionInfo:
+    def save_version(self, note: str = "", labels: np.ndarray | None = None) -> VersionInfo:
         """Save the working labels as a new version edited from :attr:`base_version`.
+
+        ``labels`` is the snapshot of the working labels to save (default: a copy taken now); a viewer
+        takes it in its own thread, so strokes painted while the save runs elsewhere stay unsaved edits.
 
         Raises:
             StaleSaveError: someone else saved this case after it was opened (says who and when);
@@ -459,23 +475,34 @@ class ReviewSession:
         if parent is not None and parent != self.edited_from:
             base = f"version {self.edited_from}" if self.edited_from else "an empty label"
             note = f"{note} (edited from {base})".strip()
-        return self._save(parent, note)
+        return self._save(parent, note, labels)
 
-    def save_as_new_version(self, note: str = "") -> VersionInfo:
-        """Save the working labels on top of the latest version, even if someone saved in between."""
+    def save_as_new_version(self, note: str = "", labels: np.ndarray | None = None) -> VersionInfo:
+        """Save the working labels (or the snapshot ``labels``, see :meth:`save_version`) on top of the
+        latest version, even if someone saved in between."""
         case_id = self._require_case()
         latest = self.store.latest_version(case_id)
         parent = latest.number if latest is not None else None
         if parent is not None and parent != self.edited_from:
             base = f"version {self.edited_from}" if self.edited_from else "an empty label"
             note = f"{note} (edited from {base}; saved over version {parent} by {latest.author})".strip()
-        return self._save(parent, note)
+        return self._save(parent, note, labels)
 
-    def _save(self, parent: int | None, note: str) -> VersionInfo:
+    def snapshot(self) -> np.ndarray:
+        """A copy of the working labels in their memory order (what a save writes)."""
+        self._require_case()
+        return self.labels.copy(order="K")
+
+    def _save(self, parent: int | None, note: str, labels: np.ndarray | None) -> VersionInfo:
+        snapshot = self.snapshot() if labels is None else labels
+        if snapshot.shape != self.labels.shape:
+            raise StoreError(
+                f"labels of shape {snapshot.shape} do not fit case {self.case_id} {self.labels.shape}"
+            )
         held = {self.base_version: self._baseline, self.proposal_version: self.proposal}  # no re-reading
         info = self.store.save_version(
             self.case_id,
-            self.labels,
+            snapshot,
             author=self.user,
             source="human",
             parent=parent,
@@ -484,7 +511,7 @@ class ReviewSession:
         )
         self.base_version = self.edited_from = info.number
         self._own_versions.add(info.number)
-        self._baseline = self.labels.copy()
+        self._baseline = snapshot  # edits made since the snapshot stay unsaved
         return info
 
     def status(self) -> str:

@@ -30,7 +30,6 @@ Label arrays are ``(I, J, K)`` integer maps on the case image's voxel grid (see
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -74,20 +73,13 @@ DEFAULT_LABELS = {0: "background", 1: "foreground"}
 
 
 def labels_checksum(labels: np.ndarray) -> str:
-    """Checksum of a label map independent of its integer dtype (values compared as int32).
+    """Checksum of a label map independent of its integer dtype and memory order (values as int32).
 
-    Equal to ``array_checksum(labels.astype(np.int32))``, hashed in slabs along the first axis so a
-    Fortran-ordered map (as loaded from NIfTI) is never copied whole into C order.
+    Equal to ``array_checksum(labels.astype(np.int32))``, hashed in C-ordered slabs
+    (:func:`~napari_medseg.io.volume.c_order_chunks`), so a Fortran-ordered map (as loaded from NIfTI)
+    is never copied whole.
     """
-    a = np.asarray(labels)
-    if a.ndim == 0 or a.size == 0:
-        return array_checksum(a.astype(np.int32))
-    h = hashlib.sha256()
-    h.update(f"{a.shape}|{np.dtype(np.int32).str}|".encode())
-    step = max(1, (1 << 22) // max(1, a[0].size))
-    for start in range(0, a.shape[0], step):
-        h.update(np.ascontiguousarray(a[start : start + step], dtype=np.int32).data)
-    return h.hexdigest()
+    return array_checksum(labels, np.int32)
 
 
 def _like(reference: np.ndarray, other: np.ndarray) -> np.ndarray:

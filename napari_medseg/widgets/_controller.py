@@ -9,6 +9,8 @@ adds the viewer side (layers, questions to the user, notifications, the predicti
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,7 @@ from psygnal import Signal
 
 from napari_medseg.errors import LockedError, MedsegError, StaleSaveError
 from napari_medseg.widgets import _dialogs, _layers, _notify
+from napari_medseg.widgets._background import run_in_background
 
 if TYPE_CHECKING:
     import napari
@@ -73,6 +76,7 @@ class ReviewController:
     def __init__(self, viewer: napari.Viewer) -> None:
         self._viewer = weakref.ref(viewer)
         self.session: ReviewSession | None = None
+        self.busy: str | None = None  # what the store worker is doing for this viewer (opening, saving)
         self.region_index = -1
         self.band_only = True
         self.worker: Any = None
@@ -102,6 +106,22 @@ class ReviewController:
             raise RuntimeError("the viewer of this review controller was closed")
         return viewer
 
+    @contextmanager
+    def _busy_with(self, what: str) -> Iterator[None]:
+        """Mark the controller busy while slow store work runs (see :mod:`._background`)."""
+        self.busy = what
+        try:
+            yield
+        finally:
+            self.busy = None
+
+    def refuse_while_busy(self) -> bool:
+        """``True`` (and a notification) when a case is being opened or saved: the action must wait."""
+        if self.busy is None:
+            return False
+        _notify.info(f"still {self.busy}: try again when it has finished")
+        return True
+
     # ------------------------------------------------------------------ store / session
     @property
     def store_root(self) -> Path | None:
@@ -110,6 +130,8 @@ class ReviewController:
 
     def set_session(self, session: ReviewSession) -> None:
         """Use ``session`` (closing the previous one's case, asking about unsaved edits)."""
+        if self.refuse_while_busy():
+            return
         if self.session is not None and self.session is not session:
             if not self._leave_case():
                 return
@@ -166,6 +188,8 @@ class ReviewController:
         s = self.session
         if s is None or s.case_id is None:
             return True
+        if self.refuse_while_busy():  # closing now would cut a save short
+            return False
         try:
             if not self._leave_case():
                 return False
@@ -195,18 +219,35 @@ class ReviewController:
         if s is None:
             _notify.report(MedsegError("no case store is open: open one in the Cases panel first"))
             return False
+        if self.refuse_while_busy():
+            return False
         if case_id != s.case_id and not self._leave_case():
             return False
         self.cancel_prediction()
+        _layers.set_editable(
+            self.viewer, False
+        )  # the leaving case's strokes would be lost: none while loading
+
+        def load(force: bool) -> None:
+            run_in_background(
+                lambda: s.open_case(case_id, discard=True, force_lock=force), f"Opening {case_id}"
+            )
+
         try:
-            try:
-                s.open_case(case_id, discard=True)
-            except LockedError as err:
-                if not _dialogs.ask_break_lock(str(err)):
-                    raise
-                s.open_case(case_id, discard=True, force_lock=True)
+            with self._busy_with(f"opening {case_id}"):
+                try:
+                    load(force=False)
+                except LockedError as err:
+                    if not _dialogs.ask_break_lock(str(err)):
+                        raise
+                    load(force=True)
         except MedsegError as err:
             _notify.report(err)
+            if s.case_id is None:  # the previous case was closed before the new one failed to load
+                _layers.clear_case(self.viewer)
+                self.session_changed.emit()
+            else:
+                _layers.set_editable(self.viewer, True)
             return False
         self.region_index = -1
         _layers.show_case(self.viewer, s)
@@ -224,6 +265,8 @@ class ReviewController:
         s = self.session
         if s is None:
             _notify.report(MedsegError("no case store is open: open one in the Cases panel first"))
+            return False
+        if self.refuse_while_busy():
             return False
         layer = next(
             (
@@ -281,6 +324,8 @@ class ReviewController:
         if self.running:
             _notify.info("a prediction is already running; cancel it first")
             return self.worker
+        if self.refuse_while_busy():
+            return None
         opts = self.predict_options
         net = net or opts["net"]
         device = device or opts["device"]
@@ -340,6 +385,11 @@ class ReviewController:
             bar.update(done - bar.n)
 
     def _prediction_done(self, case_id: str, prediction: Prediction, saved: StoredProposal) -> None:
+        if self.busy is not None:  # a save or an open is running: show the result right after it
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(50, lambda: self._prediction_done(case_id, prediction, saved))
+            return
         s = self.session
         try:
             s.apply_prediction(prediction, case_id=case_id, saved=saved)
@@ -457,6 +507,8 @@ class ReviewController:
         if s is None or s.case_id is None:
             _notify.report(MedsegError("no case is open: open a case from the Cases panel first"))
             return None
+        if self.refuse_while_busy():
+            return None
         _layers.pull_labels(self.viewer, s)
         return s
 
@@ -482,15 +534,20 @@ class ReviewController:
         s = self._open_session()
         if s is None:
             return None
+        snapshot = s.snapshot()  # taken here: strokes painted while the save runs stay unsaved edits
+        case_id = s.case_id
         try:
-            try:
-                info = s.save_version(note)
-            except StaleSaveError as err:
-                if not _dialogs.ask_save_as_new(str(err)):
-                    _notify.report(err)
-                    return None
-                info = s.save_as_new_version(note)
-        except MedsegError as err:
+            with self._busy_with(f"saving {case_id}"):
+                try:
+                    info = run_in_background(lambda: s.save_version(note, snapshot), f"Saving {case_id}")
+                except StaleSaveError as err:
+                    if not _dialogs.ask_save_as_new(str(err)):
+                        _notify.report(err)
+                        return None
+                    info = run_in_background(
+                        lambda: s.save_as_new_version(note, snapshot), f"Saving {case_id} as a new version"
+                    )
+        except Exception as err:  # noqa: BLE001 - report() re-raises what is not a user-facing fault
             _notify.report(err)
             return None
         _notify.info(f"saved {s.case_id} version {info.number}")
@@ -501,8 +558,8 @@ class ReviewController:
         s = self._open_session()
         if s is None:
             return False
-        with _notify.reporting():
-            s.approve(comment)
+        with _notify.reporting(), self._busy_with(f"approving {s.case_id}"):
+            run_in_background(lambda: s.approve(comment), f"Approving {s.case_id}")  # checksums a whole CT
             _notify.info(f"{s.case_id} approved")
             self.store_changed.emit()
             return True

@@ -94,6 +94,14 @@ def clear_case(viewer: napari.Viewer) -> None:
             viewer.layers.remove(layer)
 
 
+def set_editable(viewer: napari.Viewer, editable: bool) -> None:
+    """Allow or stop painting on the working labels and the proposal (e.g. while another case loads)."""
+    for name in (LABELS, PROPOSAL):
+        layer = get(viewer, name)
+        if layer is not None:
+            layer.editable = editable
+
+
 def _geometry(session: ReviewSession) -> dict[str, Any]:
     return {**layer_kwargs(session.image), "units": UNITS}
 
