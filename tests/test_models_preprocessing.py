@@ -48,3 +48,29 @@ def test_unknown_scheme_and_non_finite_values_raise_input_error():
         normalize_intensity(np.zeros((2, 2, 2)), "minmax")
     with pytest.raises(InputError, match="NaN"):
         normalize_intensity(np.array([[[1.0, np.nan]]]))
+
+
+def test_device_percentile_is_numpys_linear_percentile():
+    """The selection used on a GPU (two kthvalues) equals numpy's default percentile."""
+    import torch
+
+    from napari_medseg.models.preprocessing import _percentile
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 1000, 20001):
+        values = rng.normal(size=n).round(2)  # ties included
+        flat = torch.from_numpy(values)
+        for q in (0.0, 0.005, 0.25, 0.5, 0.995, 1.0):
+            assert float(_percentile(flat, q)) == pytest.approx(np.percentile(values, 100 * q), abs=1e-12)
+
+
+@pytest.mark.parametrize("scheme", ["zscore", "percentile"])
+def test_memory_order_and_byte_order_do_not_change_the_result(scheme):
+    """A Fortran-ordered (NIfTI) volume keeps its order (no transposing copy); big-endian input works."""
+    rng = np.random.default_rng(4)
+    image = rng.integers(-1000, 2000, size=(20, 30, 16)).astype(np.int16)
+    expected = normalize_intensity(image, scheme)
+    fortran = normalize_intensity(np.asfortranarray(image), scheme)
+    assert fortran.flags.f_contiguous
+    np.testing.assert_array_equal(fortran, expected)
+    np.testing.assert_array_equal(normalize_intensity(image.astype(">i2"), scheme), expected)

@@ -50,6 +50,7 @@ from napari_medseg.inference.uncertainty import (
     pair_maps,
     single_uncertainty,
 )
+from napari_medseg.models.preprocessing import as_tensor
 
 if TYPE_CHECKING:
     from napari_medseg.io.volume import Volume
@@ -240,13 +241,15 @@ def sliding_window_probs(
 
 def _resolve_nets(
     pair: ModelPair | nn.Module, net: str, roi: Sequence[int] | None
-) -> tuple[list[str], list[nn.Module], tuple[int, ...], Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+) -> tuple[
+    list[str], list[nn.Module], tuple[int, ...], Callable[[torch.Tensor], torch.Tensor], dict[str, Any]
+]:
     """Names, modules, roi, preprocessing and provenance for ``pair`` (a ModelPair or one bare net)."""
     if isinstance(pair, nn.Module):
         if roi is None:
             raise InputError("a bare network needs a roi (window size) to run the sliding window")
         name = net if net not in ("pair",) else "net"
-        return [name], [pair], tuple(roi), (lambda a: np.asarray(a, dtype=np.float32)), {}
+        return [name], [pair], tuple(roi), (lambda x: x.to(torch.float32)), {}
     available = dict(pair.nets)
     names = list(PAIR_NETS) if net == "pair" else [net]
     missing = [n for n in names if n not in available]
@@ -260,7 +263,30 @@ def _resolve_nets(
     except Exception:  # noqa: BLE001 - an unsaved pair has no checkpoint hash yet
         digest = ""
     prov = {"model_id": str(getattr(pair, "model_id", "")), "checkpoint_hash": digest}
-    return names, [available[n] for n in names], win, pair.preprocess, prov
+    return names, [available[n] for n in names], win, pair.preprocess_tensor, prov
+
+
+def _preprocess_on(
+    device: torch.device, array: np.ndarray, preprocess: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """The raw volume ``(I, J, K)`` normalised on ``device`` (float32; the GPU receives the raw
+    voxels, e.g. int16, and normalises them itself; the CPU as a fallback when it has no room).
+
+    Raises:
+        InputError: non-finite values (before or after normalisation).
+    """
+    raw = as_tensor(array)
+    x = None
+    if device.type != "cpu":
+        try:
+            x = preprocess(raw.to(device))
+        except torch.OutOfMemoryError:
+            x = None
+    if x is None:
+        x = preprocess(raw)
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise InputError("the image contains NaN or infinite values after preprocessing")
+    return x
 
 
 def predict_volume(
@@ -319,10 +345,7 @@ def predict_volume(
         raise InputError(f"unknown uncertainty method {method!r}; choose one of {', '.join(PAIR_METHODS)}")
     names, modules, win, preprocess, prov = _resolve_nets(pair, net, roi)
     dev = resolve_device(device)
-    arr = preprocess(np.asarray(volume.array))
-    if not np.all(np.isfinite(arr)):
-        raise InputError("the image contains NaN or infinite values after preprocessing")
-    image = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None]
+    image = _preprocess_on(dev, volume.array, preprocess)[None, None]
     timings["preprocess"] = time.perf_counter() - t0
 
     t = time.perf_counter()

@@ -32,7 +32,7 @@ from napari_medseg.models.card import (
 )
 from napari_medseg.models.checkpoint import load_network, read_card, save_network
 from napari_medseg.models.limits import check_patch_size
-from napari_medseg.models.preprocessing import normalize_intensity
+from napari_medseg.models.preprocessing import normalize_intensity, normalize_tensor
 
 PAIR_CARD = "pair.json"
 #: Canonical order: network A, network B.
@@ -216,6 +216,10 @@ class ModelPair:
     def preprocess(self, array: np.ndarray) -> np.ndarray:
         """Normalise a raw volume as the networks were trained (float32, same shape)."""
         return normalize_intensity(array, self.card["preprocessing"].get("scheme", "zscore"))
+
+    def preprocess_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`preprocess` on the device that holds ``x`` (float32, same shape and device)."""
+        return normalize_tensor(x, self.card["preprocessing"].get("scheme", "zscore"))
 
     def to(self, device: str | torch.device) -> ModelPair:
         """Move every network to ``device``; returns self."""

@@ -18,7 +18,8 @@ No Qt or napari import here; torch is imported only when a prediction runs.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,7 +168,8 @@ class ReviewSession:
         """Open ``case_id``: take its lock, load its image, working label and latest stored proposal.
 
         The working label is the newest label a person made, else the newest proposal
-        (:func:`~napari_medseg.review.proposals.working_version`).
+        (:func:`~napari_medseg.review.proposals.working_version`). Same as :meth:`open_image` then
+        :meth:`load_case_labels` (a viewer shows the image in between).
 
         Args:
             discard: drop unsaved edits of the currently open case (else ``UnsavedChangesError``).
@@ -176,6 +178,16 @@ class ReviewSession:
         Raises:
             UnsavedChangesError: the open case has unsaved edits and ``discard`` is false.
             LockedError: someone else holds the case's lock.
+            StoreDamagedError: a file of the case is missing or altered (the case is not left open).
+        """
+        self.open_image(case_id, discard=discard, force_lock=force_lock)
+        self.load_case_labels()
+
+    def open_image(self, case_id: str, discard: bool = False, force_lock: bool = False) -> Volume:
+        """First half of :meth:`open_case`: take the lock, close the current case, load the image.
+
+        Until :meth:`load_case_labels` runs the case has no working labels, so nothing can be edited
+        or saved (:meth:`_require_case` refuses).
         """
         if self.has_unsaved_changes and not discard:
             raise UnsavedChangesError(
@@ -187,30 +199,43 @@ class ReviewSession:
             self._release(previous)
         self._clear_case()
         self.case_id = case_id
-        try:
-            self._load_case(case_id)
-        except BaseException:  # a damaged file: no half-open case, and the lock goes back
-            self._release(case_id)
-            self._clear_case()
-            raise
+        with self._closing_on_failure():
+            self.image = self.store.load_image(case_id)
+        return self.image
 
-    def _load_case(self, case_id: str) -> None:
+    def load_case_labels(self) -> None:
+        """Second half of :meth:`open_case`: the working label and the stored proposal of the case
+        whose image :meth:`open_image` loaded."""
         from napari_medseg.review.proposals import load_stored_prediction, working_version
 
-        self.image = self.store.load_image(case_id)
-        start = working_version(self.store, case_id)  # a person's label is never replaced by a proposal
-        if start is not None:
-            label = self.store.load_label(case_id, start.number)
-            self.labels = np.array(label.array, copy=True)  # keeps the file's (Fortran) memory order
-            self.base_version = start.number
-        else:  # the image's memory order, so comparisons and saves never transpose
-            self.labels = np.zeros_like(self.image.array, dtype=np.uint8)
-        self._baseline = self.labels.copy(order="K")
-        self.edited_from = self.base_version
-        self.stored = load_stored_prediction(self.store, case_id)
-        if self.stored is not None:
-            self.proposal = self.stored.labels
-            self.proposal_version = self.stored.version.number
+        case_id = self.case_id
+        if case_id is None or self.image is None:
+            raise StoreError("no case is being opened: open its image first")
+        with self._closing_on_failure():
+            start = working_version(self.store, case_id)  # a person's label is never replaced by a proposal
+            if start is not None:
+                label = self.store.load_label(case_id, start.number)
+                self.labels = np.array(label.array, copy=True)  # keeps the file's (Fortran) memory order
+                self.base_version = start.number
+            else:  # the image's memory order, so comparisons and saves never transpose
+                self.labels = np.zeros_like(self.image.array, dtype=np.uint8)
+            self._baseline = self.labels.copy(order="K")
+            self.edited_from = self.base_version
+            self.stored = load_stored_prediction(self.store, case_id)
+            if self.stored is not None:
+                self.proposal = self.stored.labels
+                self.proposal_version = self.stored.version.number
+
+    @contextmanager
+    def _closing_on_failure(self) -> Iterator[None]:
+        """A file that fails to load (missing, altered) leaves no half-open case, and the lock goes back."""
+        try:
+            yield
+        except BaseException:
+            if self.case_id is not None:
+                self._release(self.case_id)
+            self._clear_case()
+            raise
 
     def _release(self, case_id: str) -> None:
         try:

@@ -224,23 +224,24 @@ class ReviewController:
         if case_id != s.case_id and not self._leave_case():
             return False
         self.cancel_prediction()
-        _layers.set_editable(
-            self.viewer, False
-        )  # the leaving case's strokes would be lost: none while loading
+        _layers.set_editable(self.viewer, False)  # strokes on the case being left would be lost
 
-        def load(force: bool) -> None:
+        def load_image(force: bool) -> None:
             run_in_background(
-                lambda: s.open_case(case_id, discard=True, force_lock=force), f"Opening {case_id}"
+                lambda: s.open_image(case_id, discard=True, force_lock=force), f"Opening {case_id}"
             )
 
         try:
             with self._busy_with(f"opening {case_id}"):
                 try:
-                    load(force=False)
+                    load_image(force=False)
                 except LockedError as err:
                     if not _dialogs.ask_break_lock(str(err)):
                         raise
-                    load(force=True)
+                    load_image(force=True)
+                self.region_index = -1
+                _layers.show_image(self.viewer, s)  # on screen while the labels load
+                run_in_background(s.load_case_labels, f"Loading the labels of {case_id}")
         except MedsegError as err:
             _notify.report(err)
             if s.case_id is None:  # the previous case was closed before the new one failed to load
@@ -249,8 +250,7 @@ class ReviewController:
             else:
                 _layers.set_editable(self.viewer, True)
             return False
-        self.region_index = -1
-        _layers.show_case(self.viewer, s)
+        _layers.show_labels(self.viewer, s)
         if s.proposal is not None:
             _layers.show_uncertainty(self.viewer, s, band_only=self.band_only)
         self.describe_overlay()

@@ -106,34 +106,52 @@ def _geometry(session: ReviewSession) -> dict[str, Any]:
 
 def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
     """Show the open case: image, working labels (editable), and the proposal when there is one."""
+    show_image(viewer, session)
+    show_labels(viewer, session)
+
+
+def show_image(viewer: napari.Viewer, session: ReviewSession) -> Any:
+    """Replace the shown case by the image of ``session``'s case (labels follow, :func:`show_labels`)."""
     clear_case(viewer)
-    geo = _geometry(session)
     image = viewer.add_image(
         to_display(session.image.array),
         name=IMAGE,
         colormap="gray",
         contrast_limits=default_contrast(session.image),  # CT: soft-tissue window
-        **geo,
+        **_geometry(session),
     )
     image.metadata["case_id"] = session.case_id
     image.metadata["modality"] = session.image.modality
+    show_orientation(viewer, image)
+    viewer.canvas.overlays.scale_bar.visible = True  # in mm: the layers' units
+    # Radiological convention without a camera setting: the world is (S, P, L) (io.napari_view), so with
+    # napari's default camera anterior is up and the patient's right on the left, as with File > Open.
+    viewer.reset_view()
+    step = [s // 2 for s in to_display(session.image.array).shape]
+    viewer.dims.current_step = tuple(step)
+    return image
+
+
+def show_labels(viewer: napari.Viewer, session: ReviewSession) -> Any:
+    """Add the working labels (editable outlines) and the proposal over the image :func:`show_image` shows."""
     classes = session.store.labels
     labels = viewer.add_labels(
-        to_display(session.labels), name=LABELS, opacity=0.9, colormap=label_colormap(classes), **geo
+        to_display(session.labels),
+        name=LABELS,
+        opacity=0.9,
+        colormap=label_colormap(classes),
+        **_geometry(session),
     )
     labels.contour = 2  # outlines: the anatomy and the uncertainty overlay stay visible inside
     labels.metadata["case_id"] = session.case_id
     _name_classes(labels, classes)
     if session.proposal is not None:
         show_proposal(viewer, session)
-    show_orientation(viewer, image)
-    viewer.canvas.overlays.scale_bar.visible = True  # in mm: the layers' units
+    for name in (MARKERS, REGION):  # the letters stay on top
+        if name in viewer.layers:
+            viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
     viewer.layers.selection.active = labels
-    # Radiological convention without a camera setting: the world is (S, P, L) (io.napari_view), so with
-    # napari's default camera anterior is up and the patient's right on the left, as with File > Open.
-    viewer.reset_view()
-    step = [s // 2 for s in to_display(session.image.array).shape]
-    viewer.dims.current_step = tuple(step)
+    return labels
 
 
 def show_proposal(viewer: napari.Viewer, session: ReviewSession) -> None:
