@@ -45,6 +45,42 @@ def test_truncated_gzip_is_an_input_error(hippo_cases, tmp_path):
     assert "truncated" in _one_line(err)
 
 
+@pytest.mark.parametrize("damage", ["deflate", "crc"])
+def test_damaged_compressed_voxels_are_an_input_error(tmp_path, damage):
+    """Damage in the voxels of a .nii.gz (readable header) is one line, on the fast (ISA-L) gzip path too."""
+    import zlib
+
+    array = np.random.default_rng(0).integers(0, 1000, (100, 100, 100)).astype(np.int16)
+    nib.save(nib.Nifti1Image(array, np.eye(4)), str(tmp_path / "plain.nii"))
+    raw = (tmp_path / "plain.nii").read_bytes()
+    if damage == "deflate":  # 1 MB of good deflate data, then a block of the invalid type 3
+        deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        body = deflate.compress(raw[:1_000_000]) + deflate.flush(zlib.Z_FULL_FLUSH) + b"\x07" + bytes(64)
+        data = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body
+    else:  # an intact stream with a wrong CRC-32 in the trailer
+        data = bytearray(gzip.compress(raw, mtime=0))
+        data[-8:-4] = bytes(4)
+    bad = tmp_path / f"{damage}.nii.gz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InputError) as err:
+        load_volume(bad)
+    assert "truncated or corrupt" in _one_line(err)
+
+
+def test_fast_gzip_reading_equals_nibabel(hippo_cases, totalseg_dir):
+    """Voxels read through ISA-L equal nibabel's (dtype, byte order, Fortran order, values)."""
+    from napari_medseg.io.nifti import _read_gzip_fast, _read_image
+
+    pytest.importorskip("isal")
+    for path in [hippo_cases[0][0], hippo_cases[0][1], *sorted(totalseg_dir.glob("*.nii.gz"))[:3]]:
+        img = _read_image(path)
+        fast = _read_gzip_fast(img, path)
+        assert fast is not None, path
+        expected = np.asanyarray(img.dataobj)
+        assert fast.dtype == expected.dtype and fast.flags.f_contiguous and fast.flags.writeable
+        np.testing.assert_array_equal(fast, expected)
+
+
 def test_garbage_files_are_not_nifti(tmp_path):
     for name in ("garbage.nii.gz", "garbage.nii"):
         bad = tmp_path / name
