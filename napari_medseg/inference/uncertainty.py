@@ -357,26 +357,32 @@ def pair_maps(
     _fill_halo(nets, halo)
     band = _zeros(shape, torch.bool, device)
     unc = _zeros(shape, dtype, device)
-    index, values = [], []
+    in_bands = []
+    for box in boxes:  # the band
+        in_band = _band_in_box(nets, box, radius)
+        band[box] = in_band
+        in_bands.append(in_band)
+    counts = [int(b.count_nonzero().item()) for b in in_bands]
+    band_index = torch.empty(sum(counts), dtype=torch.long, device=device)
+    band_values = torch.empty(sum(counts), dtype=torch.float32, device=device)
     strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=device)
     # class-first flat views: one index_select per box reads the band's probabilities
     flat_a = p_a.reshape(n_classes, -1) if p_a.is_contiguous() else None
     flat_b = p_b.reshape(n_classes, -1) if p_b.is_contiguous() else None
-    for box in boxes:  # the band, and the uncertainty at its voxels only
-        in_band = _band_in_box(nets, box, radius)
-        band[box] = in_band
+    at_out = 0
+    for box, in_band, n in zip(boxes, in_bands, counts, strict=True):  # uncertainty at the band only
         local = in_band.nonzero()
-        start = torch.tensor([s.start for s in box], device=device)
-        flat = ((local + start) * strides).sum(1)
+        offset = sum(s.start * int(st) for s, st in zip(box, strides, strict=True))
+        # integer matrix-vector products exist on the CPU only
+        flat = (local @ strides if device.type == "cpu" else (local * strides).sum(1)) + offset
         at = (slice(None), local[:, 0], local[:, 1], local[:, 2])
         band_a = flat_a.index_select(1, flat) if flat_a is not None else p_a[(slice(None), *box)][at]
         band_b = flat_b.index_select(1, flat) if flat_b is not None else p_b[(slice(None), *box)][at]
         v = pair_disagreement(band_a.float(), band_b.float(), method)
         unc.view(-1).index_copy_(0, flat, v.to(dtype))
-        index.append(flat)
-        values.append(v)
-    band_index = torch.cat(index) if index else torch.zeros(0, dtype=torch.long, device=device)
-    band_values = torch.cat(values) if values else torch.zeros(0, device=device)
+        band_index[at_out : at_out + n] = flat
+        band_values[at_out : at_out + n] = v
+        at_out += n
     return PairMaps(
         labels=labels,
         uncertainty=unc,
