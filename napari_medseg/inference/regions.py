@@ -78,6 +78,8 @@ class Region:
 #: Edge of the coarse blocks (voxels) used to group uncertain voxels before exact labelling.
 COARSE_BLOCK = 8
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+#: The 1D kernel of ``ndimage.gaussian_filter(sigma=1.0)`` (radius 4): its response to a unit impulse.
+_GAUSSIAN = ndimage.gaussian_filter1d(np.eye(1, 9, 4)[0], 1.0, mode="constant")
 
 
 @dataclass(frozen=True)
@@ -324,7 +326,9 @@ def _split(u: np.ndarray, piece: np.ndarray, distance: int) -> np.ndarray:
     """
     from skimage.segmentation import watershed
 
-    smooth = ndimage.gaussian_filter(np.where(piece, u, 0.0).astype(np.float32), sigma=1.0)
+    smooth = np.where(piece, u, 0.0).astype(np.float32)
+    for axis in range(3):  # = ndimage.gaussian_filter(smooth, sigma=1.0), without its per-call set-up
+        ndimage.correlate1d(smooth, _GAUSSIAN, axis, smooth, mode="reflect")
     peaks = _peaks(smooth, piece, distance)
     if len(peaks) < 2:
         return piece.astype(np.int32)
