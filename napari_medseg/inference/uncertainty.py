@@ -44,7 +44,8 @@ _EPS = 1e-7
 
 
 def _xlogx(p: torch.Tensor) -> torch.Tensor:
-    return p * torch.log(p.clamp_min(_EPS))
+    """``p * log(max(p, eps))`` in one new tensor (in-place steps: no temporaries on large maps)."""
+    return p.clamp_min(_EPS).log_().mul_(p)
 
 
 def normalised_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -77,8 +78,7 @@ def capped_entropy(p: torch.Tensor) -> torch.Tensor:
     """
     if p.shape[0] < 2:
         return torch.zeros_like(p[0], dtype=torch.float32)
-    h = -_xlogx(p.float()).sum(0)
-    return (h / math.log(2.0)).clamp_(0.0, 1.0)
+    return _xlogx(p.float()).sum(0).neg_().div_(math.log(2.0)).clamp_(0.0, 1.0)
 
 
 def js_divergence(p_a: torch.Tensor, p_b: torch.Tensor) -> torch.Tensor:
@@ -262,7 +262,7 @@ def pair_disagreement(p_a: torch.Tensor, p_b: torch.Tensor, method: str = DEFAUL
     * ``"jsd_entropy"`` — ``sqrt(JSD * capped_entropy(mean))``.
     """
     if method == "entropy":
-        return capped_entropy(0.5 * (p_a.float() + p_b.float()))
+        return capped_entropy((p_a.float() + p_b.float()).mul_(0.5))
     if method == "jsd":
         return js_divergence(p_a, p_b)
     if method == "tv":
