@@ -104,3 +104,21 @@ def test_peaks_equal_scikit_image_on_plateaus(distance):
             smooth, min_distance=distance, labels=piece.astype(np.int32), exclude_border=False
         )
         assert np.array_equal(_peaks(smooth, piece, distance), expected)
+
+
+def test_the_garbage_collector_is_left_as_it_was():
+    import gc
+
+    u = plateau_map(1)
+    assert gc.isenabled()
+    assert find_regions(u)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert find_regions(u)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(ValueError):  # restored on errors too
+        regions_from_voxels((4, 4, 4), np.array([0, 999]), np.array([0.9, 0.9], np.float32))
+    assert gc.isenabled()
