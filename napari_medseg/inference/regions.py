@@ -81,6 +81,7 @@ class Region:
 #: Edge of the coarse blocks (voxels) used to group uncertain voxels before exact labelling.
 COARSE_BLOCK = 8
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+_CROSS = ndimage.generate_binary_structure(3, 1)  # binary_opening's default structure
 #: The 1D kernel of ``ndimage.gaussian_filter(sigma=1.0)`` (radius 4): its response to a unit impulse.
 _GAUSSIAN = ndimage.gaussian_filter1d(np.eye(1, 9, 4)[0], 1.0, mode="constant")
 
@@ -179,18 +180,9 @@ def _pieces(
         first = index[members[comp_starts[:-1]]]
         sizes = np.diff(comp_starts)
         part = np.ones(n_comp, np.int64)
-        if len(long) == 0:
-            keep = sizes >= min_size
-            first_parts.append(first[keep])
-            part_ids.append(part[keep])
-            region_sizes.append(sizes[keep])
-            members_by_region.append(members[np.repeat(keep, sizes)])
-            continue
-        # whole components stay as they are; long ones are replaced by their parts
-        short = np.ones(n_comp, bool)
-        short[long] = False
-        keep = short & (sizes >= min_size)
-        f, p, sz, mem = [first[keep]], [part[keep]], [sizes[keep]], [members[np.repeat(keep, sizes)]]
+        # components are kept whole (part 1) unless they are long and have two peaks or more
+        whole = np.ones(n_comp, bool)
+        f, p, sz, mem = [], [], [], []
         for k in long.tolist():
             vox = members[comp_starts[k] : comp_starts[k + 1]]
             at = tuple((in_comp[comp_starts[k] : comp_starts[k + 1]] - box_lo[k]).T)
@@ -199,6 +191,9 @@ def _pieces(
             piece = np.zeros(u.shape, dtype=bool)
             piece[at] = True
             parts = _split(u, piece, distance)  # type: ignore[arg-type]
+            if parts is None:
+                continue
+            whole[k] = False
             label_of = parts[at]
             by_part, part_starts = _runs(label_of)
             psizes = np.diff(part_starts)
@@ -208,10 +203,11 @@ def _pieces(
             p.append(label[ok].astype(np.int64))
             sz.append(psizes[ok])
             mem.append(vox[by_part][np.repeat(ok, psizes)])
-        first_parts.append(np.concatenate(f))
-        part_ids.append(np.concatenate(p))
-        region_sizes.append(np.concatenate(sz))
-        members_by_region.append(np.concatenate(mem))
+        keep = whole & (sizes >= min_size)
+        first_parts.append(np.concatenate([first[keep], *f]))
+        part_ids.append(np.concatenate([part[keep], *p]))
+        region_sizes.append(np.concatenate([sizes[keep], *sz]))
+        members_by_region.append(np.concatenate([members[np.repeat(keep, sizes)], *mem]))
     first_all = np.concatenate(first_parts)
     part_all = np.concatenate(part_ids)
     size_all = np.concatenate(region_sizes)
@@ -290,7 +286,7 @@ def _peaks(smooth: np.ndarray, piece: np.ndarray, distance: int) -> np.ndarray:
     img = np.where(piece, smooth, np.finfo(np.float32).min)
     cand = img == ndimage.maximum_filter(img, size=2 * distance + 1, mode="nearest")
     if cand[piece].all():
-        cand = piece & ~ndimage.binary_opening(piece)
+        cand = piece & ~ndimage.binary_opening(piece, _CROSS)
     cand &= img > smooth.min()
     flat = np.flatnonzero(cand)
     if distance > 1 and len(flat) > 1:
@@ -320,12 +316,12 @@ def _spaced(flat: np.ndarray, shape: tuple[int, ...], distance: int) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
-def _split(u: np.ndarray, piece: np.ndarray, distance: int) -> np.ndarray:
+def _split(u: np.ndarray, piece: np.ndarray, distance: int) -> np.ndarray | None:
     """Watershed basins of ``-u`` inside ``piece`` around peaks at least ``distance`` voxels apart.
 
     ``u`` is smoothed first (Gaussian, sigma 1 voxel, over ``u`` zeroed outside the piece). Returns
-    int32 labels of ``piece``'s shape: basin ``j`` grows from the ``j``-th highest peak; all 1 when the
-    piece has fewer than two peaks.
+    int32 labels of ``piece``'s shape: basin ``j`` grows from the ``j``-th highest peak; ``None`` when
+    the piece has fewer than two peaks (it stays whole).
     """
     from skimage.segmentation import watershed
 
@@ -334,7 +330,7 @@ def _split(u: np.ndarray, piece: np.ndarray, distance: int) -> np.ndarray:
         ndimage.correlate1d(smooth, _GAUSSIAN, axis, smooth, mode="reflect")
     peaks = _peaks(smooth, piece, distance)
     if len(peaks) < 2:
-        return piece.astype(np.int32)
+        return None
     markers = np.zeros(piece.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     return watershed(-smooth, markers, mask=piece, connectivity=3).astype(np.int32)
