@@ -122,3 +122,13 @@ def test_the_garbage_collector_is_left_as_it_was():
     with pytest.raises(ValueError):  # restored on errors too
         regions_from_voxels((4, 4, 4), np.array([0, 999]), np.array([0.9, 0.9], np.float32))
     assert gc.isenabled()
+
+
+def test_more_than_65535_components_in_one_group():
+    # isolated voxels two apart: 76,800 components, all in one coarse block group (past 16-bit labels)
+    u = np.zeros((160, 160, 24), np.float32)
+    u[::2, ::2, ::2] = 0.9
+    labels, n = region_labels(u, min_size=1)
+    expected, n_expected = ndimage.label(u >= 0.5, structure=np.ones((3, 3, 3)))
+    assert n == n_expected == 76_800
+    assert np.array_equal(labels, expected)
