@@ -151,7 +151,7 @@ def _pieces(
     if np.any(index[1:] < index[:-1]):
         order = np.argsort(index, kind="stable")
         index, values = index[order], values[order]
-    coords = np.stack(np.unravel_index(index, shape), axis=1).astype(np.int64)
+    coords = np.stack(np.unravel_index(index, shape), axis=1).astype(np.int64, copy=False)
     blocks = coords // COARSE_BLOCK
     grid = np.zeros([-(-s // COARSE_BLOCK) for s in shape], dtype=bool)
     grid[tuple(blocks.T)] = True
@@ -165,7 +165,7 @@ def _pieces(
     region_sizes: list[np.ndarray] = []
     distance = None if split_size is None else max(1, split_size // 2)
     for g0, g1 in zip(group_starts[:-1], group_starts[1:], strict=True):
-        members = np.sort(by_group[g0:g1])  # C order
+        members = by_group[g0:g1]  # C order: the grouping sort is stable and ``index`` sorted
         local = coords[members]
         local = local - local.min(0)
         by_comp, comp_starts = _runs(_component_labels(local))  # components in scan order, C order
