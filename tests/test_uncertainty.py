@@ -182,3 +182,7 @@ def test_pair_maps_equal_the_dense_definition_on_strided_inputs(weight_a):
         assert torch.equal(maps.band_index, band.reshape(-1).nonzero()[:, 0])
         assert torch.equal(maps.band_values, dense.reshape(-1)[maps.band_index])
         assert maps.foreground == int((labels > 0).sum())
+    for dtype in (torch.float16, torch.bfloat16):  # display dtypes, with and without a numpy counterpart
+        assert torch.equal(
+            pair_maps(p_a, p_b, 3, dtype=dtype, weight_a=weight_a).uncertainty, dense.to(dtype)
+        )

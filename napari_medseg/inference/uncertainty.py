@@ -399,10 +399,14 @@ def pair_maps(
 def _zeros(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``torch.zeros``; on the CPU from ``numpy.zeros`` (calloc), whose pages are zeroed by the OS only
     when first touched: the maps below are written in their boxes only, and most of a CT is settled."""
-    if device.type != "cpu":
-        return torch.zeros(tuple(shape), dtype=dtype, device=device)
-    numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    return torch.from_numpy(np.zeros(tuple(shape), dtype=numpy_dtype))
+    if device.type == "cpu":
+        try:
+            numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        except TypeError:  # no numpy counterpart (bfloat16)
+            pass
+        else:
+            return torch.from_numpy(np.zeros(tuple(shape), dtype=numpy_dtype))
+    return torch.zeros(tuple(shape), dtype=dtype, device=device)
 
 
 def pair_uncertainty(
