@@ -333,7 +333,7 @@ def _split(u: np.ndarray, piece: np.ndarray, distance: int) -> np.ndarray | None
         return None
     markers = np.zeros(piece.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    return watershed(-smooth, markers, mask=piece, connectivity=3).astype(np.int32)
+    return watershed(-smooth, markers, mask=piece, connectivity=3).astype(np.int32, copy=False)
 
 
 def find_regions(
@@ -392,7 +392,7 @@ def regions_from_voxels(
 
     Args:
         shape: ``(I, J, K)`` of the volume.
-        index: flat C-order indices ``(n,)`` of the voxels at or above the threshold.
+        index: distinct flat C-order indices ``(n,)`` of the voxels at or above the threshold (any order).
         values: their uncertainty ``(n,)`` (float32).
         affine, min_size, max_regions, split_size: as for :func:`find_regions`.
 
