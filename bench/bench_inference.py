@@ -11,6 +11,8 @@ Usage::
     # trained bundled pair; on a GPU run it whole, on this CPU the nets on a slab of it:
     python bench/bench_inference.py --ct 300 --device cuda --repeat 3
     python bench/bench_inference.py --ct 300 --crop-slices 48 --repeat 1 --threads 2
+    # the post-processing row alone (reference pair map, no networks), per step:
+    python bench/bench_inference.py --ct 300 --post-only --repeat 3 --threads 1
 
 Rows per volume:
   engine pair+unc   predict_volume(net="pair"): both nets on each window batch, blending, labels,
@@ -173,18 +175,45 @@ def reference_pair_probs(data: Path, slices: int) -> tuple[torch.Tensor, torch.T
 
 def postprocess(p_a: torch.Tensor, p_b: torch.Tensor, affine: np.ndarray) -> int:
     """What the engine does after the windows: labels, band, uncertainty, regions; returns the region count."""
+    return post_steps(p_a, p_b, affine)[1]
+
+
+def post_steps(p_a: torch.Tensor, p_b: torch.Tensor, affine: np.ndarray) -> tuple[dict[str, float], int]:
+    """:func:`postprocess` with the wall seconds of its two steps (``pair_maps``: labels, band and
+    uncertainty with the uncertain voxels picked out; ``regions``) and the region count."""
     from napari_medseg.inference.regions import DEFAULT_THRESHOLD, regions_from_voxels
     from napari_medseg.inference.uncertainty import pair_maps
 
+    sync = torch.cuda.synchronize if p_a.device.type == "cuda" else (lambda: None)
     with torch.inference_mode():
+        t0 = time.perf_counter()
         maps = pair_maps(p_a, p_b, dtype=torch.float16)
         shown = maps.band_values.to(torch.float16).float()
         keep = shown >= DEFAULT_THRESHOLD
-        regions = regions_from_voxels(
-            tuple(maps.labels.shape), maps.band_index[keep].cpu().numpy(), shown[keep].cpu().numpy(), affine
-        )
+        index, values = maps.band_index[keep].cpu().numpy(), shown[keep].cpu().numpy()
+        sync()
+        t1 = time.perf_counter()
+        regions = regions_from_voxels(tuple(maps.labels.shape), index, values, affine)
         maps.labels.cpu(), maps.uncertainty.cpu(), maps.band.cpu()  # what the viewer receives
-    return len(regions)
+        sync()
+        t2 = time.perf_counter()
+    return {"pair_maps": t1 - t0, "regions": t2 - t1, "total": t2 - t0}, len(regions)
+
+
+def post_only(args: argparse.Namespace, device: torch.device) -> None:
+    """Print the post-processing row alone (no networks): best of ``--repeat`` runs after a warm-up, per step,
+    on the TotalSegmentator reference pair map of ``--ct`` slices."""
+    p_a, p_b = (p.to(device) for p in reference_pair_probs(args.data, args.ct))
+    affine = ct_volume(args.data, args.ct).affine
+    post_steps(p_a, p_b, affine)  # warm-up
+    runs = [post_steps(p_a, p_b, affine) for _ in range(args.repeat)]
+    best = {k: min(r[0][k] for r in runs) for k in runs[0][0]}
+    shape = "x".join(map(str, p_a.shape[1:]))
+    print(f"# post-processing only; device {device}; torch threads {args.threads}; best of {args.repeat}")
+    print(
+        f"CT {shape} post-processing (TotalSegmentator reference pair map, {runs[-1][1]} regions): "
+        + ", ".join(f"{k} {v:.3f} s" for k, v in best.items())
+    )
 
 
 def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.device) -> list[tuple]:
@@ -256,6 +285,11 @@ def main() -> None:
     )
     parser.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up runs")
     parser.add_argument(
+        "--post-only",
+        action="store_true",
+        help="whole-CT mode: only the post-processing row, on the reference pair map (no networks)",
+    )
+    parser.add_argument(
         "--roi", type=int, nargs="+", default=None, help="window size (1 or 3 ints, synthetic mode)"
     )
     args = parser.parse_args()
@@ -270,6 +304,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.post_only:
+        if args.ct is None:
+            parser.error("--post-only needs --ct SLICES")
+        post_only(args, device)
+        return
     pair, what = build_pair(args)
     post_rows = []
     if args.ct is not None:

@@ -1,7 +1,8 @@
 """The block/slab post-processing equals the dense reference on real hippocampus predictions.
 
 The reference below is the previous implementation (dense scipy filters over the whole volume and
-regions labelled on the whole volume), kept here only as a test oracle: labels, band and uncertainty
+regions labelled on the whole volume, long ones split with scikit-image's peaks and watershed as in
+``regions_reference.slow_split``), kept here only as a test oracle: labels, band and uncertainty
 must match voxel for voxel and the regions one for one.
 """
 
@@ -11,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import RESOURCES
+from regions_reference import slow_split
 from scipy import ndimage
 
 from napari_medseg.commands.evaluate import validation_ids
 from napari_medseg.inference.engine import predict_volume, sliding_window_probs
-from napari_medseg.inference.regions import _split, find_regions, regions_from_voxels
+from napari_medseg.inference.regions import find_regions, regions_from_voxels
 from napari_medseg.inference.uncertainty import PAIR_METHODS, pair_disagreement, pair_maps
 from napari_medseg.io import load_volume
 from napari_medseg.models.pair import ModelPair
@@ -42,7 +44,7 @@ def reference_regions(u: np.ndarray, threshold: float = 0.5, min_size: int = 5, 
             continue
         piece = comp[box] == k
         extent = max(s.stop - s.start for s in box)
-        parts = _split(u[box], piece, split_size // 2) if extent > split_size else piece.astype(np.int32)
+        parts = slow_split(u[box], piece, split_size // 2) if extent > split_size else piece.astype(np.int32)
         for j in range(1, int(parts.max()) + 1):
             sel = parts == j
             if int(sel.sum()) >= min_size:

@@ -18,6 +18,8 @@ from napari_medseg.inference.uncertainty import (
     case_score,
     js_divergence,
     normalised_entropy,
+    pair_disagreement,
+    pair_maps,
     pair_uncertainty,
     total_variation,
 )
@@ -153,3 +155,34 @@ def test_case_score_is_uncertainty_per_foreground_voxel():
     labels[1:3, 1:3, 1:3] = 1
     assert case_score(u, labels) == pytest.approx(1.0 / 8)
     assert case_score(u, torch.zeros_like(labels)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("weight_a", [0.5, 0.3])
+def test_pair_maps_equal_the_dense_definition_on_strided_inputs(weight_a):
+    # random probabilities with organs (class 1, 2) in a background: settled blocks and a band
+    rng = np.random.default_rng(1)
+    lab = np.zeros((3, 40, 36, 30), np.float32)
+    lab[1, 8:30, 6:20, 5:25] = 6.0
+    lab[2, 12:22, 20:30, 8:18] = 6.0
+    lab[0] = 3.0
+    logits_a = torch.from_numpy(lab + rng.normal(0, 1.5, lab.shape).astype(np.float32))
+    logits_b = torch.from_numpy(np.roll(lab, 2, axis=1) + rng.normal(0, 1.5, lab.shape).astype(np.float32))
+    p_a, p_b = torch.softmax(logits_a, 0), torch.softmax(logits_b, 0)
+    # the same values in a non-contiguous layout (the gather falls back to indexing per box)
+    strided_a = p_a.permute(0, 3, 2, 1).contiguous().permute(0, 3, 2, 1)
+    labels = (weight_a * p_a + (1 - weight_a) * p_b).argmax(0)
+    band = boundary_band(p_a.argmax(0), p_b.argmax(0), 3)
+    dense = pair_disagreement(p_a, p_b) * band
+    for a in (p_a, strided_a):
+        maps = pair_maps(a, p_b, 3, weight_a=weight_a)
+        assert not a.is_contiguous() or a is p_a
+        assert torch.equal(maps.labels.long(), labels)
+        assert torch.equal(maps.band, band)
+        assert torch.equal(maps.uncertainty, dense)
+        assert torch.equal(maps.band_index, band.reshape(-1).nonzero()[:, 0])
+        assert torch.equal(maps.band_values, dense.reshape(-1)[maps.band_index])
+        assert maps.foreground == int((labels > 0).sum())
+    for dtype in (torch.float16, torch.bfloat16):  # display dtypes, with and without a numpy counterpart
+        assert torch.equal(
+            pair_maps(p_a, p_b, 3, dtype=dtype, weight_a=weight_a).uncertainty, dense.to(dtype)
+        )

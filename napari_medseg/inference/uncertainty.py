@@ -44,7 +44,8 @@ _EPS = 1e-7
 
 
 def _xlogx(p: torch.Tensor) -> torch.Tensor:
-    return p * torch.log(p.clamp_min(_EPS))
+    """``p * log(max(p, eps))`` in one new tensor (in-place steps: no temporaries on large maps)."""
+    return p.clamp_min(_EPS).log_().mul_(p)
 
 
 def normalised_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -77,8 +78,7 @@ def capped_entropy(p: torch.Tensor) -> torch.Tensor:
     """
     if p.shape[0] < 2:
         return torch.zeros_like(p[0], dtype=torch.float32)
-    h = -_xlogx(p.float()).sum(0)
-    return (h / math.log(2.0)).clamp_(0.0, 1.0)
+    return _xlogx(p.float()).sum(0).neg_().div_(math.log(2.0)).clamp_(0.0, 1.0)
 
 
 def js_divergence(p_a: torch.Tensor, p_b: torch.Tensor) -> torch.Tensor:
@@ -106,10 +106,11 @@ def _block_reduce(x: torch.Tensor, block: int, op: str) -> torch.Tensor:
     """Minimum (``op="min"``) or maximum of ``x`` ``(I, J, K)`` over cubic blocks of ``block`` voxels.
 
     Returns ``(ceil(I/block), ceil(J/block), ceil(K/block))``; the last block along an axis may be partial.
-    The first pass (over the contiguous last axis) reads the volume once; later passes are 8x smaller.
+    The first pass reads the volume once, over the outer axis (elementwise across contiguous rows,
+    3x faster on the CPU than a reduction along the contiguous last axis); later passes are 8x smaller.
     """
     reduce = torch.amin if op == "min" else torch.amax
-    for axis in (2, 1, 0):
+    for axis in (0, 1, 2):
         size = x.shape[axis]
         whole = size // block
         parts = []
@@ -147,12 +148,16 @@ def class_argmax(p: torch.Tensor, dtype: torch.dtype = torch.uint8) -> torch.Ten
 
     Faster than ``argmax(0)`` on a class-first tensor, whose reduction runs across the memory layout.
     """
+    n = p.shape[0]
+    if n == 1:
+        return torch.zeros(p.shape[1:], dtype=dtype, device=p.device)
     best = p[0]
-    index = torch.zeros(p.shape[1:], dtype=dtype, device=p.device)
-    for c in range(1, p.shape[0]):
-        better = p[c] > best
-        best = torch.where(better, p[c], best)
-        index.masked_fill_(better, c)
+    better = p[1] > best
+    # a fresh bool tensor is reinterpreted in place as 0/1 bytes; wider index types are converted
+    index = better.view(dtype) if dtype.itemsize == 1 else better.to(dtype)
+    for c in range(2, n):
+        best = torch.maximum(best, p[c - 1])  # the running maximum (probabilities: no NaN)
+        index.masked_fill_(p[c] > best, c)
     return index
 
 
@@ -257,7 +262,7 @@ def pair_disagreement(p_a: torch.Tensor, p_b: torch.Tensor, method: str = DEFAUL
     * ``"jsd_entropy"`` — ``sqrt(JSD * capped_entropy(mean))``.
     """
     if method == "entropy":
-        return capped_entropy(0.5 * (p_a.float() + p_b.float()))
+        return capped_entropy((p_a.float() + p_b.float()).mul_(0.5))
     if method == "jsd":
         return js_divergence(p_a, p_b)
     if method == "tv":
@@ -340,35 +345,47 @@ def pair_maps(
     boxes = _boxes(_grow_max((~settled).float()) > 0, block, shape)
     label_dtype = _label_dtype(n_classes)
     halo = radius + 1
-    nets = torch.zeros((2, *(s + 2 * halo for s in shape)), dtype=label_dtype, device=device)
-    labels = torch.zeros(shape, dtype=label_dtype, device=device)
+    nets = _zeros((2, *(s + 2 * halo for s in shape)), label_dtype, device)
+    labels = _zeros(shape, label_dtype, device)
     foreground = 0
     for box in boxes:  # labels of both nets and of their mean; 0 (background) in every settled block
         a, b = p_a[(slice(None), *box)].float(), p_b[(slice(None), *box)].float()
         inner = tuple(slice(s.start + halo, s.stop + halo) for s in box)
         nets[(0, *inner)] = class_argmax(a, label_dtype)
         nets[(1, *inner)] = class_argmax(b, label_dtype)
-        labels[box] = class_argmax(weight_a * a + (1 - weight_a) * b, label_dtype)
+        # 0.5 a + 0.5 b is (a + b) / 2 exactly, so its argmax is that of a + b: one pass instead of three
+        mix = a + b if weight_a == 0.5 else weight_a * a + (1 - weight_a) * b
+        labels[box] = class_argmax(mix, label_dtype)
         foreground += int(labels[box].count_nonzero().item())
     _fill_halo(nets, halo)
-    band = torch.zeros(shape, dtype=torch.bool, device=device)
-    unc = torch.zeros(shape, dtype=dtype, device=device)
-    index, values = [], []
-    strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=device)
-    for box in boxes:  # the band, and the uncertainty at its voxels only
+    band = _zeros(shape, torch.bool, device)
+    unc = _zeros(shape, dtype, device)
+    in_bands = []
+    for box in boxes:  # the band
         in_band = _band_in_box(nets, box, radius)
         band[box] = in_band
+        in_bands.append(in_band)
+    counts = [int(b.count_nonzero().item()) for b in in_bands]
+    band_index = torch.empty(sum(counts), dtype=torch.long, device=device)
+    band_values = torch.empty(sum(counts), dtype=torch.float32, device=device)
+    strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=device)
+    # class-first flat views: one index_select per box reads the band's probabilities
+    flat_a = p_a.reshape(n_classes, -1) if p_a.is_contiguous() else None
+    flat_b = p_b.reshape(n_classes, -1) if p_b.is_contiguous() else None
+    at_out = 0
+    for box, in_band, n in zip(boxes, in_bands, counts, strict=True):  # uncertainty at the band only
         local = in_band.nonzero()
+        offset = sum(s.start * int(st) for s, st in zip(box, strides, strict=True))
+        # integer matrix-vector products exist on the CPU only
+        flat = (local @ strides if device.type == "cpu" else (local * strides).sum(1)) + offset
         at = (slice(None), local[:, 0], local[:, 1], local[:, 2])
-        v = pair_disagreement(
-            p_a[(slice(None), *box)][at].float(), p_b[(slice(None), *box)][at].float(), method
-        )
-        unc[box][in_band] = v.to(dtype)
-        start = torch.tensor([s.start for s in box], device=device)
-        index.append(((local + start) * strides).sum(1))
-        values.append(v)
-    band_index = torch.cat(index) if index else torch.zeros(0, dtype=torch.long, device=device)
-    band_values = torch.cat(values) if values else torch.zeros(0, device=device)
+        band_a = flat_a.index_select(1, flat) if flat_a is not None else p_a[(slice(None), *box)][at]
+        band_b = flat_b.index_select(1, flat) if flat_b is not None else p_b[(slice(None), *box)][at]
+        v = pair_disagreement(band_a.float(), band_b.float(), method)
+        unc.view(-1).index_copy_(0, flat, v.to(dtype))
+        band_index[at_out : at_out + n] = flat
+        band_values[at_out : at_out + n] = v
+        at_out += n
     return PairMaps(
         labels=labels,
         uncertainty=unc,
@@ -377,6 +394,19 @@ def pair_maps(
         band_values=band_values,
         foreground=foreground,
     )
+
+
+def _zeros(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.zeros``; on the CPU from ``numpy.zeros`` (calloc), whose pages are zeroed by the OS only
+    when first touched: the maps below are written in their boxes only, and most of a CT is settled."""
+    if device.type == "cpu":
+        try:
+            numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        except TypeError:  # no numpy counterpart (bfloat16)
+            pass
+        else:
+            return torch.from_numpy(np.zeros(tuple(shape), dtype=numpy_dtype))
+    return torch.zeros(tuple(shape), dtype=dtype, device=device)
 
 
 def pair_uncertainty(
