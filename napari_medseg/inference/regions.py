@@ -13,10 +13,13 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    import torch
 
 #: Default uncertainty threshold for a voxel to belong to a region (0..1 scale; for the default map,
 #: entropy of the pair's mean in bits capped at 1, 0.5 bits ~ a 89/11 split). Measured with
@@ -114,6 +117,8 @@ class _Pieces:
 
 def _as_voxels(uncertainty: np.ndarray | torch.Tensor, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices (C order) and float32 values of the voxels of a dense map at or above ``threshold``."""
+    import torch  # here: opening a case imports Region, and torch takes seconds to import
+
     u = torch.as_tensor(uncertainty)
     if u.ndim != 3:
         raise ValueError(f"uncertainty must be 3D (I, J, K), got shape {tuple(u.shape)}")
