@@ -5,7 +5,15 @@ The package is split into a headless core (``io``, ``store``, ``models``, ``infe
 (``widgets``) plus the npe2 adapters (``_napari``) that wire the core to layers.
 """
 
-from napari_medseg.bundled import resource_path
+import os
+
+# Before torch loads its OpenMP runtime: idle OpenMP threads sleep instead of spinning. With another job on
+# one of 2 cores, spinning threads wait for a descheduled peer at every barrier: the 512x512x300
+# post-processing took 7-9.5 s with 2 threads instead of 0.7-1.5 s (bench/RESULTS.md, issue 10 session 3).
+# A policy the user sets in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from napari_medseg.bundled import resource_path  # noqa: E402
 
 __version__ = "0.1.0"
 
