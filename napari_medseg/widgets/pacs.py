@@ -17,9 +17,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QTreeWidget,
     QTreeWidgetItem,
@@ -30,6 +28,7 @@ from qtpy.QtWidgets import (
 from napari_medseg.errors import MedsegError
 from napari_medseg.widgets import _notify
 from napari_medseg.widgets._controller import _progress_relay, controller_for, unwrap
+from napari_medseg.widgets._controls import run_controls
 
 if TYPE_CHECKING:
     import napari
@@ -69,13 +68,9 @@ class PacsPanel(QWidget):
         self.push_btn = QPushButton("Push SEG of the open case")
         self.push_btn.setToolTip("the approved version, as a DICOM SEG referencing the pulled series")
         self.push_btn.clicked.connect(self.push_open_case)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status_label = QLabel("credentials: from MEDSEG_PACS_* environment variables or a file")
-        self.status_label.setWordWrap(True)
+        self.cancel_btn, self.progress, self.status_label = run_controls(
+            self.cancel, "credentials: from MEDSEG_PACS_* environment variables or a file"
+        )
 
         form = QFormLayout()
         form.addRow("DICOMweb URL", self.url_edit)

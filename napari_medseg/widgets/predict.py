@@ -12,13 +12,13 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_medseg.widgets._controller import controller_for, unwrap
+from napari_medseg.widgets._controls import run_controls
 
 if TYPE_CHECKING:
     import napari
@@ -62,14 +62,7 @@ class PredictPanel(QWidget):
             "run on the open case, or on an image opened with File > Open (added to the store)"
         )
         self.run_btn.clicked.connect(self.run)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.cancel_btn.clicked.connect(self.ctrl.cancel_prediction)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
+        self.cancel_btn, self.progress, self.status_label = run_controls(self.ctrl.cancel_prediction, "")
 
         model_row = QHBoxLayout()
         model_row.addWidget(self.model_edit)

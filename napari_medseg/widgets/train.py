@@ -26,7 +26,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -34,6 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medseg.widgets._controller import controller_for, unwrap
+from napari_medseg.widgets._controls import run_controls
 
 if TYPE_CHECKING:
     import napari
@@ -102,14 +102,7 @@ class TrainPanel(QWidget):
         )
         self.start_btn = QPushButton("Start")
         self.start_btn.clicked.connect(self.start)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.cancel_btn.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
+        self.cancel_btn, self.progress, self.status_label = run_controls(self.cancel, "")
         self.decision_label = QLabel("")
         self.decision_label.setWordWrap(True)
 
