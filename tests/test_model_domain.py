@@ -47,11 +47,10 @@ def test_ct_is_outside_a_hippocampus_mri_domain_with_reasons_in_one_line(ibsi_ct
     assert "CT image, trained on MR" in text and "field of view" in text and "intensities down to" in text
 
 
-def test_bundled_card_without_domain_gets_it_from_the_bundled_sample_and_others_are_unknown(
-    tmp_path, ibsi_ct
-):
+def test_bundled_card_records_its_training_domain_and_cards_without_one_are_unknown(tmp_path, ibsi_ct):
     domain, model_id = read_model_domain(DEFAULT_MODEL_DIR)
-    assert domain is not None and domain["modality"] == "MR" and "bundled sample" in domain["source"]
+    assert domain is not None and domain["modality"] == "MR" and domain["source"] == "training images"
+    assert domain["n_cases"] == 200
     assert domain["labels"]["1"] == "anterior"
     assert check_domain(image_stats(ibsi_ct), domain, model_id).refused
     assert model_domain({"model_id": "someone-elses", "classes": {"0": "bg"}}, tmp_path) is None
