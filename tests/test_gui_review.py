@@ -554,8 +554,10 @@ def from_display_index(zyx):
     return tuple(reversed(zyx))
 
 
-def test_a_case_that_fails_to_load_leaves_no_half_open_case(app, monkeypatch):
-    """A damaged image found while opening: one notification, no lock kept, no layers of a half case."""
+@pytest.mark.parametrize("fault", ["damaged", "unreadable"])
+def test_a_case_that_fails_to_load_leaves_no_half_open_case(app, monkeypatch, fault):
+    """A damaged image (store error) or an unreadable file (environment fault) found while opening: one
+    notification, no lock kept, no layers of a half case."""
     from napari_medseg.errors import StoreDamagedError
 
     ctrl = app.ctrl
@@ -563,11 +565,14 @@ def test_a_case_that_fails_to_load_leaves_no_half_open_case(app, monkeypatch):
     assert ctrl.open_case(first)
     store = ctrl.session.store
 
-    def damaged(case_id):
-        raise StoreDamagedError(f"the image of case {case_id} is not the one imported")
+    def failing(case_id):
+        if fault == "damaged":
+            raise StoreDamagedError(f"the image of case {case_id} is not the one imported")
+        raise PermissionError(13, "Permission denied", f"{case_id}.nii.gz")
 
-    monkeypatch.setattr(store, "load_image", damaged)
+    monkeypatch.setattr(store, "load_image", failing)
     assert not ctrl.open_case(second)
-    assert any(n.startswith("error:") and "not the one imported" in n for n in app.notes)
+    expected = "not the one imported" if fault == "damaged" else "ermission"
+    assert any(n.startswith("error:") and expected in n for n in app.notes), app.notes
     assert ctrl.session.case_id is None and _layers.LABELS not in app.viewer.layers
     assert store.case(second).lock_owner is None and store.case(first).lock_owner is None

@@ -242,13 +242,13 @@ class ReviewController:
                 self.region_index = -1
                 _layers.show_image(self.viewer, s)  # on screen while the labels load
                 run_in_background(s.load_case_labels, f"Loading the labels of {case_id}")
-        except MedsegError as err:
-            _notify.report(err)
+        except Exception as err:  # noqa: BLE001 - report() re-raises what is not a user-facing fault
             if s.case_id is None:  # the previous case was closed before the new one failed to load
                 _layers.clear_case(self.viewer)
                 self.session_changed.emit()
             else:
                 _layers.set_editable(self.viewer, True)
+            _notify.report(err)  # a user error or an environment fault (unreadable file): one line
             return False
         _layers.show_labels(self.viewer, s)
         if s.proposal is not None:
