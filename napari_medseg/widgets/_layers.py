@@ -104,14 +104,9 @@ def _geometry(session: ReviewSession) -> dict[str, Any]:
     return {**layer_kwargs(session.image), "units": UNITS}
 
 
-def show_case(viewer: napari.Viewer, session: ReviewSession) -> None:
-    """Show the open case: image, working labels (editable), and the proposal when there is one."""
-    show_image(viewer, session)
-    show_labels(viewer, session)
-
-
 def show_image(viewer: napari.Viewer, session: ReviewSession) -> Any:
-    """Replace the shown case by the image of ``session``'s case (labels follow, :func:`show_labels`)."""
+    """Replace the shown case by the image of ``session``'s case; :func:`show_labels` adds its labels
+    (the controller shows the image while the labels still load)."""
     clear_case(viewer)
     image = viewer.add_image(
         to_display(session.image.array),
