@@ -39,6 +39,11 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+
+# first: napari_medseg's OpenMP and allocator settings must be in place when torch loads, as in the app
+import napari_medseg  # noqa: F401
+
+# isort: split
 import torch
 
 REPO = Path(__file__).resolve().parent.parent

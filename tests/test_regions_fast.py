@@ -106,6 +106,22 @@ def test_peaks_equal_scikit_image_on_plateaus(distance):
         assert np.array_equal(_peaks(smooth, piece, distance), expected)
 
 
+@pytest.mark.parametrize("distance", [1, 3, 6])
+def test_peaks_equal_scikit_image_on_sheets_and_bars(distance):
+    """Pieces one voxel thick along one or two axes (the peak filter skips those axes), and one voxel."""
+    rng = np.random.default_rng(10 + distance)
+    for shape in [(1, 17, 23), (19, 1, 14), (12, 20, 1), (1, 1, 30), (25, 1, 1), (1, 1, 1), (2, 15, 9)]:
+        for trial in range(4):
+            piece = rng.random(shape) > 0.2 if trial else np.ones(shape, bool)
+            piece[(0,) * 3] = True
+            piece = ndimage.label(piece, structure=np.ones((3, 3, 3)))[0] == 1
+            smooth = (rng.integers(0, 4, shape) / 4).astype(np.float32)
+            expected = peak_local_max(
+                smooth, min_distance=distance, labels=piece.astype(np.int32), exclude_border=False
+            )
+            assert np.array_equal(_peaks(smooth, piece, distance), expected), (shape, trial)
+
+
 def test_the_garbage_collector_is_left_as_it_was():
     import gc
 
