@@ -61,8 +61,11 @@ WarnFn = Callable[[str], None]
 
 #: Networks of the pair, in the order (A, B) used for the uncertainty.
 PAIR_NETS = ("unetr", "bsnet")
-#: Windows per batch on the CPU (default pair, 8 windows, 2 threads: batch 4 took 22-30 s, batch 1 35-50 s).
-CPU_BATCH = 4
+#: Windows per batch on the CPU. Measured on the CT example (default pair, 60 windows, quiet 2-core machine,
+#: bench/RESULTS.md issue 10 session 4): batch 1 took 26.5-27.5 s with 2 threads and 37.7 s with 1, batch 4
+#: 28.0-32.7 s and 43.4 s; bigger batches only grow the activations (an older figure favouring 4 was taken
+#: under heavy load).
+CPU_BATCH = 1
 #: Upper bound of the automatic CUDA batch size.
 MAX_AUTO_BATCH = 32
 #: Share of free CUDA memory the automatic batch size may use.
