@@ -118,16 +118,23 @@ def noise_stats(clean: dict, noisy: dict) -> dict:
     }
 
 
-def run_arm(arm: str, noise: float, args, scale: dict, out: Path) -> dict:
-    import numpy as np
-    import torch
+@dataclasses.dataclass
+class Split:
+    """One run's data: records by id, the split, and the noisy labels of the corrupted training cases."""
 
-    from napari_medseg.training.cocorrecting import CoCorrectingTrainer, TrainConfig
-    from napari_medseg.training.data import cases_from_msd, load_cases, read_case
-    from napari_medseg.training.loop import run_epochs
+    by_id: dict
+    train_recs: list  # CaseRecords; the corrupted ones unapproved
+    val_ids: list[str]
+    test_ids: list[str]
+    noisy: dict  # case id -> (I, J, K) noisy label
+    stats: dict | None  # noise_stats; None on clean labels
+
+
+def prepare(args, scale: dict, noise: float) -> Split:
+    """The seeded split and noise of a run (``args``: data, seed, noise_kind), identical for every arm."""
+    from napari_medseg.training.data import cases_from_msd, read_case
     from napari_medseg.training.noise import corrupt_labels
 
-    torch.manual_seed(args.seed)
     records = [dataclasses.replace(r, approved=True) for r in cases_from_msd(args.data)]
     by_id = {r.case_id: r for r in records}
     train_ids, val_ids, test_ids = split_ids(
@@ -140,8 +147,45 @@ def run_arm(arm: str, noise: float, args, scale: dict, out: Path) -> dict:
         clean = {r.case_id: read_case(r)[1] for r in train_recs}
         noisy, _ = corrupt_labels(clean, noise, seed=args.seed, kind=args.noise_kind)
         stats = noise_stats(clean, noisy)
-        print(f"  noise {noise:g} {args.noise_kind}: {stats}", flush=True)
         train_recs = [dataclasses.replace(r, approved=r.case_id not in noisy) for r in train_recs]
+    return Split(by_id, train_recs, val_ids, test_ids, noisy, stats)
+
+
+LABEL_STATE = "label_state.safetensors"
+
+
+def save_label_state(correction, path: Path) -> None:
+    """The learned label distributions of the last epoch (``LabelCorrection`` buffers + logits), for
+    diagnosing what label correction did (``bench/pair_noise_diagnosis.py``)."""
+    from safetensors.torch import save_file
+
+    from napari_medseg.io.atomic import atomic_write_with
+
+    tensors = {
+        "logits": correction.logits.detach(),
+        "given": correction.given,
+        "voxels": correction.voxels,
+        "starts": correction.starts,
+        "admitted": correction.admitted.to(dtype=correction.starts.dtype),
+    }
+    tensors = {k: v.cpu().contiguous() for k, v in tensors.items()}
+    atomic_write_with(path, lambda p: save_file(tensors, str(p)))
+
+
+def run_arm(arm: str, noise: float, args, scale: dict, out: Path) -> dict:
+    import numpy as np
+    import torch
+
+    from napari_medseg.training.cocorrecting import CoCorrectingTrainer, TrainConfig
+    from napari_medseg.training.data import load_cases
+    from napari_medseg.training.loop import run_epochs
+
+    torch.manual_seed(args.seed)
+    data = prepare(args, scale, noise)
+    by_id, train_recs, val_ids, test_ids = data.by_id, data.train_recs, data.val_ids, data.test_ids
+    noisy, stats = data.noisy, data.stats
+    if stats is not None:
+        print(f"  noise {noise:g} {args.noise_kind}: {stats}", flush=True)
     name, arm_cfg = ARMS[arm]
     cfg = TrainConfig(
         epochs=args.epochs or scale["epochs"],
@@ -173,6 +217,8 @@ def run_arm(arm: str, noise: float, args, scale: dict, out: Path) -> dict:
     seconds = time.perf_counter() - t0
     test_metrics = trainer.validate(test, pick_weight=False)
     trainer.save_model(model_dir, outcome.kept_metrics)
+    if trainer.correction is not None:
+        save_label_state(trainer.correction, model_dir / LABEL_STATE)
     rows = outcome.history
     result = {
         "arm": arm,
