@@ -40,6 +40,7 @@ import pair_vs_single as pvs  # noqa: E402
 
 from napari_medseg.models.boundary import boundary_band  # noqa: E402
 from napari_medseg.models.pair import ModelPair  # noqa: E402
+from napari_medseg.training.cocorrecting import TrainConfig  # noqa: E402
 from napari_medseg.training.data import CaseDataset, center_crop_or_pad, load_cases  # noqa: E402
 from napari_medseg.training.noise import NOISE_KINDS  # noqa: E402
 from napari_medseg.training.selection import noise_share  # noqa: E402
@@ -196,19 +197,24 @@ def main(argv: list[str] | None = None) -> int:
     data = pvs.prepare(args, scale, args.noise)
     result: dict = {"run": str(args.run), "level": level.name, "noise_stats": data.stats}
     arm_d = level / "arm_d"
-    if (arm_d / pvs.LABEL_STATE).exists():
+    patch = tuple(TrainConfig().patch)
+    if (level / "d.json").exists():
         d = json.loads((level / "d.json").read_text())
         patch = tuple(d["config"]["patch"])
         noisy = load_cases(data.train_recs, patch, labels_override=data.noisy)
         clean = load_cases(data.train_recs, patch)
-        result["label_correction"] = label_correction(arm_d / pvs.LABEL_STATE, noisy, clean)
-        pair = ModelPair.load(arm_d)
+        if (arm_d / pvs.LABEL_STATE).exists():
+            result["label_correction"] = label_correction(arm_d / pvs.LABEL_STATE, noisy, clean)
+        else:
+            print(f"no {arm_d / pvs.LABEL_STATE} (older run): label correction skipped", flush=True)
         result["peer_judgement"] = peer_judgement(
-            pair, noisy, clean, patch, d["config"]["noise_confidence"], d["history"][-1]["forget_rate"]
+            ModelPair.load(arm_d),
+            noisy,
+            clean,
+            patch,
+            d["config"]["noise_confidence"],
+            d["history"][-1]["forget_rate"],
         )
-    else:
-        patch = (48, 64, 48)
-        print(f"no {arm_d / pvs.LABEL_STATE}: label correction and peer judgement skipped", flush=True)
     test = load_cases([data.by_id[c] for c in data.test_ids], patch)
     result["volume_ratio_test"] = {
         str(m): volume_bias(m, test, patch) for m in [*sorted(level.glob("arm_*")), *args.extra]
