@@ -102,7 +102,8 @@ def label_correction(state_path: Path, noisy_cases, clean_cases) -> dict:
             acc["restored_admitted"] += int(restored.sum())
             p_true_noise.append(yd[sl][noise].gather(1, truth[noise][:, None])[:, 0])
             p_given_clean.append(yd[sl][~noise].gather(1, g[~noise][:, None])[:, 0])
-    out = {"unapproved_cases": n_unapproved, "admitted_cases": int(admitted.sum()), **acc}
+    unapproved = torch.tensor([not c.approved for c in noisy_cases])
+    out = {"unapproved_cases": n_unapproved, "admitted_cases": int((admitted & unapproved).sum()), **acc}
     out["restored_precision"] = acc["restored"] / max(acc["changed"], 1)
     out["restored_recall_admitted"] = acc["restored_admitted"] / max(acc["noise_in_admitted"], 1)
     if p_true_noise:
