@@ -11,7 +11,13 @@ voxels near the original label boundary, by at most the stated number of voxels:
 * :func:`drop_end_slices` — the first or last 1–2 slices of a class along an axis set to background;
   changed voxels lie within that many voxels of the boundary (they are the structure's end caps).
 
-:func:`corrupt_labels` applies one random function to a seeded fraction of the cases.
+* :func:`dilate` — every foreground class grown into background by ``r`` ∈ {1, 2} voxels (ball):
+  a *systematically* biased annotator who always draws structures too fat. The mixed functions above
+  are unbiased (too fat and too thin equally often) and mild, so they cost a network little; this
+  one pushes every corrupted case the same way, the case where correcting noisy labels should pay.
+
+:func:`corrupt_labels` applies noise of one *kind* to a seeded fraction of the cases: ``"mixed"``
+(one random function of the first three per case) or ``"dilate"`` (:func:`dilate` on every case).
 Labels are integer arrays ``(I, J, K)``; 0 is background.
 """
 
@@ -31,18 +37,36 @@ def _classes(labels: np.ndarray) -> list[int]:
     return [int(c) for c in np.unique(labels) if c != 0]
 
 
+def _grow(out: np.ndarray, labels: np.ndarray, cls: int, radius: int) -> None:
+    """Set to ``cls`` (in ``out``) every voxel that is background in ``labels`` within ``radius`` of ``cls``."""
+    grown = ndimage.binary_dilation(labels == cls, structure=_ball(radius))
+    out[grown & (labels == 0)] = cls
+
+
 def dilate_erode(labels: np.ndarray, rng: np.random.Generator, max_radius: int = 2) -> np.ndarray:
     """Grow (into background only) or shrink each foreground class by 1..``max_radius`` voxels (ball)."""
     out = labels.copy()
     for cls in _classes(labels):
         radius = int(rng.integers(1, max_radius + 1))
-        mask = labels == cls
         if rng.random() < 0.5:
-            grown = ndimage.binary_dilation(mask, structure=_ball(radius))
-            out[grown & (labels == 0)] = cls
+            _grow(out, labels, cls, radius)
         else:
+            mask = labels == cls
             kept = ndimage.binary_erosion(mask, structure=_ball(radius))
             out[mask & ~kept] = 0
+    return out
+
+
+def dilate(labels: np.ndarray, rng: np.random.Generator, max_radius: int = 2) -> np.ndarray:
+    """Grow each foreground class into background by 1..``max_radius`` voxels (ball; radius drawn per class).
+
+    Systematic over-segmentation: only background voxels within Euclidean distance ``radius`` of a
+    class change, and they become that class (where two classes reach the same voxel, the higher
+    class wins, as in :func:`dilate_erode`).
+    """
+    out = labels.copy()
+    for cls in _classes(labels):
+        _grow(out, labels, cls, int(rng.integers(1, max_radius + 1)))
     return out
 
 
@@ -107,23 +131,36 @@ NOISE_FUNCTIONS = {
 }
 
 
+NOISE_KINDS = ("mixed", "dilate")
+
+
 def corrupt_labels(
-    labels_by_case: dict[str, np.ndarray], fraction: float, seed: int = 0
+    labels_by_case: dict[str, np.ndarray], fraction: float, seed: int = 0, kind: str = "mixed"
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Apply one random boundary-noise function to a seeded ``fraction`` of the cases.
+    """Corrupt a seeded ``fraction`` of the cases with boundary noise of one ``kind``.
+
+    ``"mixed"``: one random function of :data:`NOISE_FUNCTIONS` per case (unbiased: as often too fat
+    as too thin). ``"dilate"``: :func:`dilate` on every chosen case (systematic over-segmentation).
+    The same seed chooses the same cases for both kinds.
 
     Returns:
         (noisy labels of the chosen cases by case id, name of the function used by case id).
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"noise fraction must be within [0, 1], got {fraction}")
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"unknown noise kind {kind!r}; expected one of {', '.join(NOISE_KINDS)}")
     rng = np.random.default_rng(seed)
     ids = sorted(labels_by_case)
     chosen = sorted(rng.choice(ids, size=int(round(fraction * len(ids))), replace=False).tolist())
     names = sorted(NOISE_FUNCTIONS)
     noisy, used = {}, {}
     for case_id in chosen:
-        name = names[int(rng.integers(0, len(names)))]
-        noisy[case_id] = NOISE_FUNCTIONS[name](labels_by_case[case_id], rng)
+        if kind == "dilate":
+            name, function = "dilate", dilate
+        else:
+            name = names[int(rng.integers(0, len(names)))]
+            function = NOISE_FUNCTIONS[name]
+        noisy[case_id] = function(labels_by_case[case_id], rng)
         used[case_id] = name
     return noisy, used
