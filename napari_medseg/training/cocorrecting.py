@@ -279,7 +279,9 @@ class CoCorrectingTrainer:
 
         Candidates for dropping are the boundary-band voxels of *unapproved* samples only; the forget
         rate is the smoothed noise share of those labels (updated here), capped and ramped in; each
-        net's voxels are chosen by its peer unless the peer is more than ``peer_margin`` worse.
+        net's voxels are chosen by its peer unless the peer is more than ``peer_margin`` worse. The
+        noise share is judged by the nets that choose (both while they are peers of similar skill, the
+        stronger alone once the other falls more than ``peer_margin`` behind).
 
         Args:
             approved: (B,) bool per sample; given: (B, D, H, W) given labels; probs, losses: per net
@@ -291,13 +293,17 @@ class CoCorrectingTrainer:
             return weights, 0.0
         unapproved = ~torch.as_tensor(approved, dtype=torch.bool).to(given.device)
         band = boundary_band(given, cfg.band_radius)[:, 0] & unapproved[:, None, None, None]
-        share = noise_share(list(probs.values()), given, band, cfg.noise_confidence)
+        chooser = selectors(self.peer_scores, cfg.peer_margin)
+        # the nets trusted to select voxels are the ones that judge the noise: a much weaker peer, which
+        # has learned the labels' bias as well, would otherwise veto most of what the stronger one rejects
+        judges = sorted(set(chooser.values())) or list(probs)
+        share = noise_share([probs[n] for n in judges], given, band, cfg.noise_confidence)
         if share is not None:
             prev = self.noise_estimate
             self.noise_estimate = share if prev is None else 0.9 * prev + 0.1 * share
         forget = forget_rate(epoch, cfg.forget_max, cfg.forget_ramp_epochs, self.noise_estimate or 0.0)
         if band.any() and forget > 0:
-            weights = select_voxels(losses, forget, band, selectors(self.peer_scores, cfg.peer_margin))
+            weights = select_voxels(losses, forget, band, chooser)
         return weights, forget
 
     def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:

@@ -12,7 +12,9 @@ Voxels outside the band are always kept — ranking the whole patch would throw 
 foreground first (it is 2 % of a hippocampus patch and is always harder than background).
 
 The forget rate is not a constant: :func:`noise_share` estimates the noise in the unapproved labels
-as the share of their band voxels where *both* peers confidently contradict the label; the trainer
+as the share of their band voxels where *every judging* peer confidently contradicts the label (the
+judges are the nets that choose voxels: both peers, or the stronger alone once the gate has put the
+other aside, since a weak peer that learned the labels' bias would veto most real noise); the trainer
 smooths it over steps, caps it and ramps it in over the first epochs (:func:`forget_rate`) while the
 networks still learn the easy patterns. Clean or approved labels therefore cost no supervision.
 """
