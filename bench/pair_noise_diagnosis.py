@@ -11,7 +11,8 @@ labels of the corrupted training cases as the truth:
    on the noise voxels (the initial value is 0.047 for 3 classes).
 2. **Peer judgement** (arm d's kept networks on the centred patch of each corrupted training case,
    eval mode, no augmentation): the true noise share of the unapproved band next to what
-   ``selection.noise_share`` estimates from the same predictions (both peers give the given label
+   ``selection.noise_share`` estimates from the same predictions (from both peers and from the nets the
+   peer gate lets judge; a judging peer gives the given label
    probability < 1 − ``noise_confidence``), each network's probability of the given label on the
    noise voxels, and the precision of small-loss selection (share of truly noisy voxels among the
    largest-loss band voxels, dropping the true noise share or the last epoch's forget rate).
@@ -43,7 +44,7 @@ from napari_medseg.models.pair import ModelPair  # noqa: E402
 from napari_medseg.training.cocorrecting import TrainConfig  # noqa: E402
 from napari_medseg.training.data import CaseDataset, center_crop_or_pad, load_cases  # noqa: E402
 from napari_medseg.training.noise import NOISE_KINDS  # noqa: E402
-from napari_medseg.training.selection import noise_share  # noqa: E402
+from napari_medseg.training.selection import noise_share, selectors  # noqa: E402
 
 
 @torch.no_grad()
@@ -112,10 +113,19 @@ def label_correction(state_path: Path, noisy_cases, clean_cases) -> dict:
     return out
 
 
+def judges_of(arm: dict) -> list[str]:
+    """The nets that judged the noise at the end of a pair arm: the peer gate on its last validation scores."""
+    last = arm["history"][-1]
+    scores = {n: last.get(f"dice_{n}_mean") for n in ("unetr", "bsnet")}
+    return sorted(set(selectors(scores, arm["config"].get("peer_margin", 0.05)).values()))
+
+
 def peer_judgement(
-    pair: ModelPair, noisy_cases, clean_cases, patch, confidence: float, forget: float
+    pair: ModelPair, noisy_cases, clean_cases, patch, confidence: float, forget: float, judges: list[str]
 ) -> dict:
-    n_band = n_noise = n_est = 0
+    """``judges``: the nets the trainer's peer gate lets judge the noise (``selectors`` on the last
+    validation scores); the estimate is reported both from them and from both peers."""
+    n_band = n_noise = n_est = n_judged = 0
     per_net = {
         n: {"p_given_noise": 0.0, "contradicts_noise": 0, "contradicts_clean_band": 0} for n in pair.nets
     }
@@ -132,6 +142,8 @@ def peer_judgement(
         n_noise += int(noise.sum())
         share = noise_share(list(probs.values()), given, band, confidence)
         n_est += round((share or 0.0) * int(band.sum()))
+        judged = noise_share([probs[n] for n in judges], given, band, confidence)
+        n_judged += round((judged or 0.0) * int(band.sum()))
         is_noise.append(noise[band])
         for name, p in probs.items():
             p_given = p.gather(1, given[:, None])[:, 0]
@@ -146,6 +158,8 @@ def peer_judgement(
         "noise_in_band": n_noise,
         "true_noise_share": n_noise / max(n_band, 1),
         "estimated_noise_share": n_est / max(n_band, 1),
+        "judges": judges,
+        "estimated_noise_share_by_judges": n_judged / max(n_band, 1),
         "last_forget_rate": forget,
         "nets": {},
     }
@@ -215,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             patch,
             d["config"]["noise_confidence"],
             d["history"][-1]["forget_rate"],
+            judges_of(d),
         )
     test = load_cases([data.by_id[c] for c in data.test_ids], patch)
     result["volume_ratio_test"] = {
