@@ -88,7 +88,10 @@ def label_correction(state_path: Path, noisy_cases, clean_cases) -> dict:
         sl = slice(int(starts[i]), int(starts[i + 1]))
         vox, g = voxels[sl].numpy(), given[sl]
         truth = torch.from_numpy(cc.label.reshape(-1)[vox])
-        assert np.array_equal(g.numpy(), nc.label.reshape(-1)[vox]), "label state of another split"
+        if not np.array_equal(g.numpy(), nc.label.reshape(-1)[vox]):
+            raise SystemExit(
+                f"{state_path} belongs to another split or noise: give the run's --seed and --noise-kind"
+            )
         noise = g != truth
         arg = yd[sl].argmax(1)
         changed, restored = arg != g, (arg != g) & (arg == truth)
@@ -121,7 +124,14 @@ def judges_of(arm: dict) -> list[str]:
 
 
 def peer_judgement(
-    pair: ModelPair, noisy_cases, clean_cases, patch, confidence: float, forget: float, judges: list[str]
+    pair: ModelPair,
+    noisy_cases,
+    clean_cases,
+    patch,
+    confidence: float,
+    forget: float,
+    judges: list[str],
+    band_radius: int,
 ) -> dict:
     """``judges``: the nets the trainer's peer gate lets judge the noise (``selectors`` on the last
     validation scores); the estimate is reported both from them and from both peers."""
@@ -136,7 +146,7 @@ def peer_judgement(
             continue
         probs, given, inside = patch_probs(pair, nc, patch)
         truth = torch.from_numpy(CaseDataset([cc], patch)[0]["label"].numpy())[None]
-        band = boundary_band(given, 2)[:, 0] & inside
+        band = boundary_band(given, band_radius)[:, 0] & inside
         noise = (given != truth) & band
         n_band += int(band.sum())
         n_noise += int(noise.sum())
@@ -230,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             d["config"]["noise_confidence"],
             d["history"][-1]["forget_rate"],
             judges_of(d),
+            d["config"]["band_radius"],
         )
     test = load_cases([data.by_id[c] for c in data.test_ids], patch)
     result["volume_ratio_test"] = {
