@@ -155,3 +155,14 @@ def test_only_the_nets_that_choose_judge_the_noise(hippo_dir, tmp_path):
     _, forget = tr.voxel_weights(batch["approved"], given, probs, losses, epoch=3)
     assert tr.noise_estimate == 1.0 == noise_share([wrong], given, band)
     assert forget == tr.cfg.forget_max  # capped, fully ramped in at epoch 3
+
+
+def test_a_net_alone_starts_where_it_starts_in_the_pair(hippo_dir, tmp_path):
+    # arms of one seed (bench/pair_vs_single.py) must differ by the method, not by initial weights
+    pair = _trainer(hippo_dir, tmp_path / "pair", seed=3)
+    for name in ("unetr", "bsnet"):
+        alone = _trainer(hippo_dir, tmp_path / name, seed=3, nets=name).nets[name].state_dict()
+        for key, value in pair.nets[name].state_dict().items():
+            assert torch.equal(value, alone[key]), (name, key)
+    other = _trainer(hippo_dir, tmp_path / "other", seed=4, nets="bsnet").nets["bsnet"].state_dict()
+    assert not all(torch.equal(v, other[k]) for k, v in pair.nets["bsnet"].state_dict().items())

@@ -138,6 +138,11 @@ class _WithAux(nn.Module):
         return (out.seg, out.boundary, *out.deep)
 
 
+def init_seed(seed: int, name: str) -> int:
+    """Seed of network ``name``'s initial weights in a run seeded ``seed`` (the same alone or in the pair)."""
+    return seed * len(NET_NAMES) + NET_NAMES.index(name)
+
+
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU is a user error."""
     if name == "auto":
@@ -207,7 +212,6 @@ class CoCorrectingTrainer:
         self.train_cases, self.val_cases = train_cases, val_cases
         if not train_cases:
             raise InputError("no training cases")
-        torch.manual_seed(config.seed)
         np.random.seed(config.seed)
 
         self.nets: dict[str, nn.Module] = {}
@@ -215,7 +219,11 @@ class CoCorrectingTrainer:
             cfg = {"out_channels": config.num_classes, **getattr(config, name)}
             if name == "unetr":
                 cfg["img_size"] = list(config.patch)
+            # each net's initial weights come from its own seed, so a net alone and the same net in the
+            # pair start identical: arms of one seed then differ by the method, not by initial luck
+            torch.manual_seed(init_seed(config.seed, name))
             self.nets[name] = build_network(name, cfg).to(self.device)
+        torch.manual_seed(config.seed)
         self.models = {
             name: distributed.wrap(_WithAux(net) if name == "bsnet" else net, self.dist, self.device)
             for name, net in self.nets.items()
