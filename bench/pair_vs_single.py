@@ -89,6 +89,30 @@ def split_ids(ids: list[str], n_val: int, n_test: int, n_train: int | None, seed
     return train, val, test
 
 
+#: Config fields an arm defines; ``--set`` may not change them.
+_ARM_KEYS = {"nets", "plain"}
+
+
+def overrides(pairs: list[str]) -> dict:
+    """``TrainConfig`` fields from ``--set KEY=VALUE`` strings, each value cast to the field's type."""
+    from napari_medseg.training.cocorrecting import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in defaults or key in _ARM_KEYS or isinstance(defaults[key], (dict, list)):
+            raise SystemExit(
+                f"--set {pair!r}: expected KEY=VALUE with KEY a scalar TrainConfig field (not nets/plain)"
+            )
+        kind = type(defaults[key])
+        try:
+            out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        except ValueError:
+            raise SystemExit(f"--set {pair!r}: {value!r} is not a {kind.__name__}") from None
+    return out
+
+
 def level_dir(noise: float, kind: str) -> str:
     """Folder of one noise level under OUT: ``noise0.4`` (mixed or clean), ``noise0.4-dilate``."""
     return f"noise{noise:g}" if kind == "mixed" or noise == 0 else f"noise{noise:g}-{kind}"
@@ -195,7 +219,7 @@ def run_arm(arm: str, noise: float, args, scale: dict, out: Path) -> dict:
         progress=False,
         unetr=dict(scale.get("unetr", {})),
         bsnet=dict(scale.get("bsnet", {})),
-        **arm_cfg,
+        **{**arm_cfg, **overrides(args.set)},
     )
     train = load_cases(train_recs, cfg.patch, labels_override=noisy)
     val = load_cases([by_id[c] for c in val_ids], cfg.patch)
@@ -302,6 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="TrainConfig fields for every arm, e.g. noise_confidence=0.5 (recorded in each result's config)",
+    )
     p.add_argument("--table", type=Path, default=None, help="only print the table of a finished OUT")
     args = p.parse_args(argv)
     if args.table is not None:

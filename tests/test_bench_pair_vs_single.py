@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,3 +45,15 @@ def test_noise_stats_are_shares_of_the_clean_foreground():
     noisy[2, 2, 2] = 2  # 1 relabelled
     stats = pvs.noise_stats({"a": clean, "b": clean}, {"a": noisy})
     assert stats == {"n_cases": 1, "added_share": 0.5, "removed_share": 0.125, "changed_share": 0.75}
+
+
+def test_set_overrides_are_typed_and_cannot_change_the_arm():
+    pvs = _bench()
+    assert pvs.overrides(["noise_confidence=0.5", "band_radius=3", "augment=false"]) == {
+        "noise_confidence": 0.5,
+        "band_radius": 3,
+        "augment": False,
+    }
+    for bad in (["nets=bsnet"], ["plain=1"], ["no_such_field=1"], ["band_radius=wide"], ["noise_confidence"]):
+        with pytest.raises(SystemExit):
+            pvs.overrides(bad)
