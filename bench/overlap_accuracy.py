@@ -7,7 +7,8 @@ training), cropped around its label's centre or edge-padded to one common cell s
 are tiled into one volume (so window seams fall across and between structures at many positions).
 Each mosaic goes through the product's own ``predict_volume`` at every overlap; the proposal's Dice is
 then read cell by cell against the cell's reference label. The same cells run alone (one window, the
-nets' native setting) give the reference row.
+nets' native setting) give the reference row; placed at the corner of their window instead of its
+centre, they show how much of a mosaic's loss is only the anatomy's position in the window.
 
 Usage::
 
@@ -128,6 +129,19 @@ def main(argv: list[str] | None = None) -> int:
         pred = predict_volume(Volume(image, spacing), pair, device="cpu")
         timing["single window"].append(time.perf_counter() - t)
         rows["single window"].append((case_id, *dice(pred.labels, truth)))
+    # the same cell alone in one window, at the window's corner instead of its centre: how much of the
+    # mosaic's loss is the position of the anatomy in the window (training always centres the case)
+    roi = tuple(int(r) for r in pair.patch_size)
+    rows["single window, cell at its corner"], timing["single window, cell at its corner"] = [], []
+    windows["single window, cell at its corner"] = 1
+    for case_id, image, truth in cells:
+        canvas, labels = np.zeros(roi, np.float32), np.zeros(roi, truth.dtype)
+        at = tuple(slice(0, c) for c in cell)
+        canvas[at], labels[at] = image, truth
+        t = time.perf_counter()
+        pred = predict_volume(Volume(canvas, spacing), pair, device="cpu")
+        timing["single window, cell at its corner"].append(time.perf_counter() - t)
+        rows["single window, cell at its corner"].append((case_id, *dice(pred.labels, labels)))
     rng = np.random.default_rng(args.seed)
     mosaic_shape = tuple(g * c for g, c in zip(GRID, cell, strict=True))
     for m in range(args.mosaics):
