@@ -13,6 +13,11 @@ slices (unbiased, mild); ``--noise-kind dilate``: every corrupted case over-segm
 same code path (nothing is unapproved, so nothing is selected or corrected): (d) is trained once
 and reported for both.
 
+Same seed, same start: each network's initial weights come from its own seed
+(``cocorrecting.init_seed``), so BS-Net alone, the plain pair's BS-Net and the Co-Correcting pair's
+BS-Net start from identical weights (UNETR likewise), and every arm sees the same batches; arms of one
+seed differ by their method only. ``--set KEY=VALUE`` changes a ``TrainConfig`` field for every arm.
+
 Split (seeded): ``n_val`` validation cases pick the best epoch and the proposal weight, ``n_test``
 further cases that no arm ever trains or selects on give the reported Dice (per class; for pairs
 also each member). Results go to ``OUT/noise<level>/<arm>.json`` (``noise<level>-dilate`` for the
