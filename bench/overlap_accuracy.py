@@ -12,10 +12,11 @@ centre, they show how much of a mosaic's loss is only the anatomy's position in 
 
 Usage::
 
-    python bench/overlap_accuracy.py [--mosaics 3] [--overlaps 0.25 0.5] [--threads 2]
-                                     [--out bench/results/overlap_accuracy.json]
+    python bench/overlap_accuracy.py [--model DIR] [--mosaics 3] [--overlaps 0.25 0.5] [--threads 2]
+                                     [--case-ids FILE] [--out bench/results/overlap_accuracy.json]
 
-Cases: the validation split recorded in the bundled model's card (40 cases). Mosaic ``m`` takes 27 of
+Cases: the validation split recorded in the model's card (the bundled pair's: 40 cases), or the ids in
+``--case-ids``. A model of one network (e.g. a ``pair_vs_single`` arm) runs that network alone. Mosaic ``m`` takes 27 of
 them in a seeded random order, so a case sits at different positions in different mosaics.
 """
 
@@ -88,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cell", type=int, nargs=3, default=[36, 50, 38], help="cell shape (voxels)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--case-ids",
+        type=Path,
+        default=None,
+        help="text file of case ids to use (default: the validation split in the model's card)",
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench/results/overlap_accuracy.json")
     args = p.parse_args(argv)
 
@@ -102,8 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     from napari_medseg.training.data import cases_from_msd
 
     torch.set_num_threads(args.threads)
-    pair = ModelPair.load(args.model)
-    val = set(validation_ids(pair.card))
+    card = json.loads((args.model / "pair.json").read_text())
+    pair = ModelPair.load(args.model, nets=tuple(card["nets"]))
+    net = "pair" if len(pair.nets) == 2 else next(iter(pair.nets))
+    if args.case_ids is not None:
+        val = set(args.case_ids.read_text().split())
+    else:
+        val = set(validation_ids(pair.card) or ())
     records = [r for r in cases_from_msd(args.data) if r.case_id in val]
     if len(records) < np.prod(GRID):
         raise SystemExit(f"need {np.prod(GRID)} validation cases, found {len(records)}")
@@ -126,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     windows: dict[str, int] = {"single window": 1}
     for case_id, image, truth in cells:  # the reference: each cell alone, one window
         t = time.perf_counter()
-        pred = predict_volume(Volume(image, spacing), pair, device="cpu")
+        pred = predict_volume(Volume(image, spacing), pair, net, device="cpu")
         timing["single window"].append(time.perf_counter() - t)
         rows["single window"].append((case_id, *dice(pred.labels, truth)))
     # the same cell alone in one window, at the window's corner instead of its centre: how much of the
@@ -139,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         at = tuple(slice(0, c) for c in cell)
         canvas[at], labels[at] = image, truth
         t = time.perf_counter()
-        pred = predict_volume(Volume(canvas, spacing), pair, device="cpu")
+        pred = predict_volume(Volume(canvas, spacing), pair, net, device="cpu")
         timing["single window, cell at its corner"].append(time.perf_counter() - t)
         rows["single window, cell at its corner"].append((case_id, *dice(pred.labels, labels)))
     rng = np.random.default_rng(args.seed)
@@ -152,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             key = f"mosaic, overlap {overlap:g}"
             windows[key] = len(window_grid(mosaic_shape, pair.patch_size, overlap)[2])
             t = time.perf_counter()
-            pred = predict_volume(Volume(image, spacing), pair, device="cpu", overlap=overlap)
+            pred = predict_volume(Volume(image, spacing), pair, net, device="cpu", overlap=overlap)
             timing.setdefault(key, []).append(time.perf_counter() - t)
             for n, c in enumerate(chosen.tolist()):
                 got = dice(cell_of(pred.labels, n, cell), cell_of(truth, n, cell))
