@@ -147,6 +147,15 @@ def test_dilate_kind_corrupts_the_seeded_fraction_by_over_segmentation():
     assert corrupt_labels(labels, 0.0, seed=0, kind="dilate")[0] == {}
 
 
+def test_none_kind_leaves_the_seeded_cases_clean_but_separate():
+    labels = _synthetic_cases()
+    kept, used = corrupt_labels(labels, 0.5, seed=3, kind="none")
+    assert set(kept) == set(corrupt_labels(labels, 0.5, seed=3)[0])  # the same cases as the other kinds
+    assert set(used.values()) == {"none"}
+    for case_id, lab in kept.items():
+        assert np.array_equal(lab, labels[case_id]) and lab is not labels[case_id]
+
+
 def test_unknown_noise_kind_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown noise kind 'erode'; expected one of mixed, dilate"):
         corrupt_labels(_synthetic_cases(), 0.5, kind="erode")

@@ -131,7 +131,7 @@ NOISE_FUNCTIONS = {
 }
 
 
-NOISE_KINDS = ("mixed", "dilate")
+NOISE_KINDS = ("mixed", "dilate", "none")
 
 
 def corrupt_labels(
@@ -141,7 +141,8 @@ def corrupt_labels(
 
     ``"mixed"``: one random function of :data:`NOISE_FUNCTIONS` per case (unbiased: as often too fat
     as too thin). ``"dilate"``: :func:`dilate` on every chosen case (systematic over-segmentation).
-    The same seed chooses the same cases for both kinds.
+    ``"none"``: the chosen cases keep their labels (copies): the control of clean labels that are merely
+    unapproved. The same seed chooses the same cases for every kind.
 
     Returns:
         (noisy labels of the chosen cases by case id, name of the function used by case id).
@@ -156,6 +157,9 @@ def corrupt_labels(
     names = sorted(NOISE_FUNCTIONS)
     noisy, used = {}, {}
     for case_id in chosen:
+        if kind == "none":
+            noisy[case_id], used[case_id] = labels_by_case[case_id].copy(), "none"
+            continue
         if kind == "dilate":
             name, function = "dilate", dilate
         else:
