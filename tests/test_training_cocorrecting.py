@@ -166,3 +166,19 @@ def test_a_net_alone_starts_where_it_starts_in_the_pair(hippo_dir, tmp_path):
             assert torch.equal(value, alone[key]), (name, key)
     other = _trainer(hippo_dir, tmp_path / "other", seed=4, nets="bsnet").nets["bsnet"].state_dict()
     assert not all(torch.equal(v, other[k]) for k, v in pair.nets["bsnet"].state_dict().items())
+
+
+def test_the_forget_floor_applies_only_while_approved_labels_anchor_the_boundary(hippo_dir, tmp_path):
+    tr = _mixed_trainer(hippo_dir, tmp_path / "mixed")  # two approved, two unapproved cases
+    batch = tr.loader.batch([0, 2])
+    given, _corr, probs, losses = _step_inputs(tr, batch)
+    tr.peer_scores = {"unetr": 0.8, "bsnet": 0.8}
+    tr.noise_estimate = 0.0
+    tr.cfg.noise_confidence = 1.0  # no voxel can count as contradicted: the estimate stays 0
+    assert tr.anchored
+    _, forget = tr.voxel_weights(batch["approved"], given, probs, losses, epoch=3)
+    assert forget == tr.cfg.forget_floor  # estimate 0, yet half the unapproved band is forgotten
+    tr.anchored = False  # as with no approved case at all: the rate follows the estimate alone
+    tr.noise_estimate = 0.0
+    _, forget = tr.voxel_weights(batch["approved"], given, probs, losses, epoch=3)
+    assert forget == 0.0

@@ -8,8 +8,8 @@ One training step on a batch ``x (B, 1, D, H, W)`` with given labels ``(B, D, H,
 3. small-loss selection (:mod:`.selection`) on the boundary band of *unapproved* labels only: each
    net's loss is weighted by its peer's small-loss keep-mask (its own while the peer's validation
    Dice is more than ``peer_margin`` worse); the forget rate follows the measured noise share of the
-   unapproved labels (both peers confidently contradict the label), capped at ``forget_max`` and
-   ramped in over ``forget_ramp_epochs``. Approved labels: every voxel kept, never corrected;
+   unapproved labels (both peers confidently contradict the label) — at least ``forget_floor`` while
+   some training labels are approved — capped at ``forget_max`` and ramped in over ``forget_ramp_epochs``. Approved labels: every voxel kept, never corrected;
 4. loss per net = weighted CE + weighted soft Dice (+ β · prediction entropy on corrected voxels;
    BS-Net adds its deep-supervision and boundary losses), plus the label-distribution loss
    ``Σ_net KL(p_net ‖ y_d) + α · CE(given, y_d)`` whose gradient only moves ``y_d``;
@@ -87,6 +87,8 @@ class TrainConfig:
     nets: str = "pair"  # "pair" | "unetr" | "bsnet"
     plain: bool = False
     forget_max: float = 0.5  # cap of the measured noise share used as forget rate
+    # least forget rate on unapproved bands while approved cases anchor the boundary (measured, session 5)
+    forget_floor: float = 0.5
     forget_ramp_epochs: int = 3
     noise_confidence: float = 0.7  # a peer contradicts a label below 1 - this probability of it
     peer_margin: float = 0.05  # a peer this much worse (val Dice) no longer selects for its partner
@@ -264,6 +266,8 @@ class CoCorrectingTrainer:
         self.history: list[dict[str, Any]] = []
         self.amp = config.amp and self.device.type == "cuda"
         self.noise_estimate: float | None = None  # smoothed noise share of the unapproved labels
+        # some training labels are approved: their boundaries teach it, the forget floor applies
+        self.anchored = any(c.approved for c in train_cases)
         self.peer_scores: dict[str, float | None] = {n: None for n in self.nets}  # latest val Dice
         self.proposal_weight = 0.5  # UNETR's weight in the pair proposal (picked on validation)
         self.pick_proposal_weight = True
@@ -309,7 +313,10 @@ class CoCorrectingTrainer:
         if share is not None:
             prev = self.noise_estimate
             self.noise_estimate = share if prev is None else 0.9 * prev + 0.1 * share
-        forget = forget_rate(epoch, cfg.forget_max, cfg.forget_ramp_epochs, self.noise_estimate or 0.0)
+        estimate = self.noise_estimate or 0.0
+        if self.anchored:  # approved boundaries exist: the unapproved ones are expendable, and suspect
+            estimate = max(estimate, cfg.forget_floor)
+        forget = forget_rate(epoch, cfg.forget_max, cfg.forget_ramp_epochs, estimate)
         if band.any() and forget > 0:
             weights = select_voxels(losses, forget, band, chooser)
         return weights, forget

@@ -16,7 +16,9 @@ as the share of their band voxels where *every judging* peer confidently contrad
 judges are the nets that choose voxels: both peers, or the stronger alone once the gate has put the
 other aside, since a weak peer that learned the labels' bias would veto most real noise); the trainer
 smooths it over steps, caps it and ramps it in over the first epochs (:func:`forget_rate`) while the
-networks still learn the easy patterns. Clean or approved labels therefore cost no supervision.
+networks still learn the easy patterns. Approved labels therefore cost no supervision. While some training
+labels are approved the trainer forgets at least ``TrainConfig.forget_floor`` of the unapproved band: the
+estimate cannot see a systematic bias, which the nets learn as if it were anatomy (docs/co-correcting.md).
 """
 
 from __future__ import annotations
