@@ -10,8 +10,8 @@ corrupted by boundary noise (``training.noise.corrupt_labels``); only the corrup
 unapproved. ``--noise-kind mixed`` (default): per case one of dilate/erode, slice shifts, dropped end
 slices (unbiased, mild); ``--noise-kind dilate``: every corrupted case over-segmented by 1–2 voxels
 (a systematically biased annotator); ``--noise-kind none``: the chosen cases keep their clean labels but
-are still unapproved (the control: what the pair's rules cost on clean labels nobody approved yet). With clean trusted labels (c) and (d) run the
-same code path (nothing is unapproved, so nothing is selected or corrected): (d) is trained once
+are still unapproved (the control: what the pair's rules cost on clean labels nobody approved yet). With
+clean trusted labels (c) and (d) run the same code path (nothing is unapproved, so nothing is selected or corrected): (d) is trained once
 and reported for both.
 
 Same seed, same start: each network's initial weights come from its own seed

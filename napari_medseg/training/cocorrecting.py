@@ -9,7 +9,8 @@ One training step on a batch ``x (B, 1, D, H, W)`` with given labels ``(B, D, H,
    net's loss is weighted by its peer's small-loss keep-mask (its own while the peer's validation
    Dice is more than ``peer_margin`` worse); the forget rate follows the measured noise share of the
    unapproved labels (both peers confidently contradict the label) — at least ``forget_floor`` while
-   some training labels are approved — capped at ``forget_max`` and ramped in over ``forget_ramp_epochs``. Approved labels: every voxel kept, never corrected;
+   some training labels are approved — capped at ``forget_max`` and ramped in over
+   ``forget_ramp_epochs``. Approved labels: every voxel kept, never corrected;
 4. loss per net = weighted CE + weighted soft Dice (+ β · prediction entropy on corrected voxels;
    BS-Net adds its deep-supervision and boundary losses), plus the label-distribution loss
    ``Σ_net KL(p_net ‖ y_d) + α · CE(given, y_d)`` whose gradient only moves ``y_d``;
