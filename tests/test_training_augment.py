@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_medseg.training.augment import AugmentSettings, CachedCases, augment_batch
+from napari_medseg.training.augment import (
+    AugmentSettings,
+    CachedCases,
+    apply_affines,
+    augment_batch,
+    sample_affines,
+)
 from napari_medseg.training.data import cases_from_msd, flat_canonical_index, load_cases
 
 
@@ -73,6 +79,50 @@ def test_affine_distribution_matches_the_monai_pipeline(cases):
     moved_o, moved_r = ours[ours != 0], ref[ref != 0]
     assert abs(moved_o.mean() - moved_r.mean()) < 0.05  # same direction of the scale convention
     assert 0.6 < moved_o.std() / moved_r.std() < 1.6  # same spread
+
+
+def test_a_shift_moves_image_label_and_coords_as_monai_affine_does(cases):
+    """A fixed translation: label identical and image equal to MONAI's ``Affine(translate_params=...)``."""
+    from monai.transforms import Affine
+
+    label = torch.from_numpy(cases[0].label).long()
+    image = torch.from_numpy(cases[0].image).float()
+    shift = (3.0, -5.0, 2.0)  # voxels along (D, H, W)
+    mats = torch.zeros(1, 3, 4, dtype=torch.float64)
+    mats[0, :, :3] = torch.eye(3)
+    mats[0, :, 3] = torch.tensor(shift)
+    axes = [torch.arange(1, n + 1) for n in label.shape]
+    coords = torch.stack(torch.meshgrid(*axes, indexing="ij"))[None]
+    img, lab, crd = apply_affines(image[None, None], label[None], coords, mats)
+    ref_lab = Affine(translate_params=shift, mode="nearest", padding_mode="zeros", image_only=True)(
+        label[None].float()
+    )
+    ref_img = Affine(translate_params=shift, mode="bilinear", padding_mode="zeros", image_only=True)(
+        image[None]
+    )
+    assert torch.equal(lab[0], torch.as_tensor(ref_lab)[0].long())
+    assert float((img[0, 0] - torch.as_tensor(ref_img)[0]).abs().max()) < 1e-4
+    # output voxel v shows input voxel v + shift: its coords name it, and 0 where padding came in
+    assert torch.equal(crd[0, :, 10, 20, 10], torch.tensor([1 + 10 + 3, 1 + 20 - 5, 1 + 10 + 2]))
+    assert (crd[0, :, :, :5] == 0).all() and (lab[0, :, :5] == 0).all()  # H shifted by -5
+
+
+def test_translations_are_drawn_as_monai_translate_range_with_the_affine():
+    """Shifts uniform in ±translate voxels per axis, only on the samples that draw an affine; none by default."""
+    n = 4000
+    settings = AugmentSettings(translate=6.0)
+    mats = sample_affines(n, settings, torch.Generator().manual_seed(0))
+    t = mats[:, :, 3]
+    moved = (mats[:, :, :3] != torch.eye(3, dtype=mats.dtype)).any(-1).any(-1)
+    assert abs(float(moved.float().mean()) - 0.8) < 0.03
+    assert (t[~moved] == 0).all()
+    assert float(t.abs().max()) <= 6.0
+    assert abs(float(t[moved].std()) - 6.0 / 3**0.5) < 0.15  # uniform on [-6, 6]
+    assert abs(float(t[moved].mean())) < 0.15
+    # the default draws no shift, and the other draws are those of a run without translation
+    plain = sample_affines(n, AugmentSettings(), torch.Generator().manual_seed(0))
+    assert (plain[:, :, 3] == 0).all()
+    assert torch.equal(plain[:, :, :3], mats[:, :, :3])
 
 
 def test_intensity_augmentation_probabilities_and_ranges():

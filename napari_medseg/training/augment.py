@@ -12,8 +12,10 @@ tests/test_training_augment.py), per sample:
 
 * with probability 0.8 a random affine about the patch centre: rotations uniform in ±0.15 rad about
   each axis, scale factors ``1 + U(-0.1, 0.1)`` per axis (MONAI's ``RandAffine`` convention: the matrix
-  maps output voxel coordinates to input ones, so a factor > 1 shrinks the anatomy), zero padding;
-  bilinear for the image, nearest for the label and the canonical coordinates;
+  maps output voxel coordinates to input ones, so a factor > 1 shrinks the anatomy), and, when
+  ``translate`` > 0, shifts uniform in ±``translate`` voxels per axis (MONAI's ``translate_range``;
+  off by default), zero padding; bilinear for the image, nearest for the label and the canonical
+  coordinates;
 * with probability 0.3 Gaussian noise of standard deviation ``U(0, 0.05)`` on the image;
 * with probability 0.5 intensity scaling ``image * (1 + U(-0.1, 0.1))``.
 
@@ -46,6 +48,9 @@ class AugmentSettings:
     affine_prob: float = 0.8
     rotate: float = 0.15  # radians, each axis
     scale: float = 0.1  # factor 1 ± scale, each axis
+    # voxels, each axis (0 = none: training centres each case in its patch, so a net learns where the
+    # structure sits; windows of a larger volume see it anywhere, see bench/overlap_accuracy.py)
+    translate: float = 0.0
     noise_prob: float = 0.3
     noise_std: float = 0.05
     intensity_prob: float = 0.5
@@ -68,21 +73,27 @@ def _rotation(angles: torch.Tensor) -> torch.Tensor:
 
 
 def sample_affines(batch: int, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
-    """(B, 3, 3) voxel-space matrices mapping output to input coordinates about the patch centre.
+    """(B, 3, 4) voxel-space affines ``[M | t]`` mapping output to input coordinates about the patch centre.
 
-    Identity for samples that draw no affine (probability ``1 - affine_prob``).
+    ``input = M @ output + t`` in (D, H, W) voxel offsets from the centre; ``t`` is zero unless
+    ``settings.translate`` > 0 (its draws come after the others, so the stream of a run without
+    translation is unchanged). Identity for samples that draw no affine (probability ``1 - affine_prob``).
     """
     u = torch.rand(batch, 7, generator=generator, dtype=torch.float64)
     angles = (u[:, 0:3] * 2 - 1) * settings.rotate
     scales = 1 + (u[:, 3:6] * 2 - 1) * settings.scale
-    mats = _rotation(angles) @ torch.diag_embed(scales)
+    mats = torch.zeros(batch, 3, 4, dtype=torch.float64)
+    mats[:, :, :3] = _rotation(angles) @ torch.diag_embed(scales)
+    if settings.translate > 0:
+        shift = torch.rand(batch, 3, generator=generator, dtype=torch.float64)
+        mats[:, :, 3] = (shift * 2 - 1) * settings.translate
     apply = u[:, 6] < settings.affine_prob
-    eye = torch.eye(3, dtype=torch.float64).expand(batch, 3, 3)
+    eye = torch.eye(3, 4, dtype=torch.float64).expand(batch, 3, 4)
     return torch.where(apply[:, None, None], mats, eye)
 
 
 def affine_theta(mats: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
-    """Voxel-space (D, H, W) matrices -> ``affine_grid`` thetas (B, 3, 4) for a patch of ``shape``.
+    """Voxel-space (D, H, W) affines (B, 3, 4) -> ``affine_grid`` thetas (B, 3, 4) for a patch of ``shape``.
 
     ``affine_grid`` works in normalised coordinates in (x=W, y=H, z=D) order with ``align_corners=True``
     (−1 and 1 are the centres of the first and last voxel); the conversion keeps rotations rigid in
@@ -90,12 +101,39 @@ def affine_theta(mats: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tenso
     """
     half = torch.tensor([(n - 1) / 2 for n in shape], dtype=torch.float64)
     # normalised -> voxel offsets from the centre: v = half * n ; back: n = v / half
-    m = torch.diag(1 / half) @ mats @ torch.diag(half)  # (B, 3, 3) in (D, H, W) order
+    m = torch.diag(1 / half) @ mats[:, :, :3] @ torch.diag(half)  # (B, 3, 3) in (D, H, W) order
+    t = mats[:, :, 3] / half  # (B, 3) normalised shifts in (D, H, W) order
     perm = [2, 1, 0]
-    m = m[:, perm][:, :, perm]  # to (x, y, z) = (W, H, D)
     theta = torch.zeros(mats.shape[0], 3, 4, dtype=torch.float64)
-    theta[:, :, :3] = m
+    theta[:, :, :3] = m[:, perm][:, :, perm]  # to (x, y, z) = (W, H, D)
+    theta[:, :, 3] = t[:, perm]
     return theta
+
+
+def apply_affines(
+    image: torch.Tensor, label: torch.Tensor, coords: torch.Tensor, mats: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Resample a batch with voxel-space affines ``mats`` (B, 3, 4) (see :func:`sample_affines`).
+
+    The image bilinear, label and coords nearest (an index lookup at the rounded grid position, what
+    ``grid_sample``'s "nearest" does, without resampling 4 channels), all on one grid; zero padding.
+    Shapes as :func:`augment_batch`.
+    """
+    b = image.shape[0]
+    shape = tuple(int(n) for n in image.shape[2:])
+    dev = image.device
+    theta = affine_theta(mats, shape).to(device=dev, dtype=torch.float32)
+    grid = F.affine_grid(theta, [b, 1, *shape], align_corners=True)  # (B, D, H, W, xyz)
+    image = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    half = torch.tensor([(n - 1) / 2 for n in shape], device=dev)
+    idx = ((grid.flip(-1) + 1) * half).round().long()  # (B, D, H, W, 3) in (D, H, W) order
+    size = torch.tensor(shape, device=dev)
+    inside = ((idx >= 0) & (idx < size)).all(-1)
+    idx = torch.minimum(idx.clamp(min=0), size - 1)
+    flat = ((idx[..., 0] * shape[1] + idx[..., 1]) * shape[2] + idx[..., 2]).view(b, -1)
+    label = label.reshape(b, -1).gather(1, flat).view(b, *shape) * inside
+    coords = coords.reshape(b, 3, -1).gather(2, flat[:, None].expand(b, 3, -1)).view(b, 3, *shape)
+    return image, label, coords * inside[:, None]
 
 
 def augment_batch(
@@ -115,24 +153,10 @@ def augment_batch(
     """
     s = settings or AugmentSettings()
     b = image.shape[0]
-    shape = tuple(int(n) for n in image.shape[2:])
     dev = image.device
     mats = sample_affines(b, s, generator)  # identity for samples that draw no affine
-    if not bool(torch.isclose(mats, torch.eye(3, dtype=mats.dtype)).all()):
-        theta = affine_theta(mats, shape).to(device=dev, dtype=torch.float32)
-        grid = F.affine_grid(theta, [b, 1, *shape], align_corners=True)  # (B, D, H, W, xyz)
-        image = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-        # nearest neighbour for label and coords = an index lookup at the rounded grid position
-        # (what grid_sample's "nearest" does, without resampling 4 channels)
-        half = torch.tensor([(n - 1) / 2 for n in shape], device=dev)
-        idx = ((grid.flip(-1) + 1) * half).round().long()  # (B, D, H, W, 3) in (D, H, W) order
-        size = torch.tensor(shape, device=dev)
-        inside = ((idx >= 0) & (idx < size)).all(-1)
-        idx = torch.minimum(idx.clamp(min=0), size - 1)
-        flat = ((idx[..., 0] * shape[1] + idx[..., 1]) * shape[2] + idx[..., 2]).view(b, -1)
-        label = label.reshape(b, -1).gather(1, flat).view(b, *shape) * inside
-        coords = coords.reshape(b, 3, -1).gather(2, flat[:, None].expand(b, 3, -1)).view(b, 3, *shape)
-        coords = coords * inside[:, None]
+    if not bool(torch.isclose(mats, torch.eye(3, 4, dtype=mats.dtype)).all()):
+        image, label, coords = apply_affines(image, label, coords, mats)
     u = torch.rand(b, 4, generator=generator)
     std = (u[:, 0] < s.noise_prob).float() * u[:, 1] * s.noise_std
     factor = 1 + (u[:, 2] < s.intensity_prob).float() * (u[:, 3] * 2 - 1) * s.intensity

@@ -51,7 +51,7 @@ from napari_medseg.io.atomic import atomic_write_bytes, atomic_write_with
 from napari_medseg.models.boundary import boundary_band, boundary_targets
 from napari_medseg.models.factory import build_network
 from napari_medseg.training import distributed
-from napari_medseg.training.augment import CachedCases
+from napari_medseg.training.augment import AugmentSettings, CachedCases
 from napari_medseg.training.curriculum import AgreementCurriculum, peer_dice
 from napari_medseg.training.data import (
     DEFAULT_PATCH,
@@ -106,6 +106,8 @@ class TrainConfig:
     unetr: dict[str, Any] = field(default_factory=dict)
     bsnet: dict[str, Any] = field(default_factory=dict)
     augment: bool = True
+    # random shift of each training sample, ± voxels per axis (AugmentSettings.translate; 0 = none)
+    translate: float = 0.0
     seed: int = 0
     amp: bool = True  # bf16 autocast on CUDA only
     progress: bool = True
@@ -243,6 +245,7 @@ class CoCorrectingTrainer:
             seed=config.seed,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
+            settings=AugmentSettings(translate=config.translate),
         )
         steps = max(1, config.epochs * len(self.loader))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps)
