@@ -13,7 +13,8 @@ centre, they show how much of a mosaic's loss is only the anatomy's position in 
 Usage::
 
     python bench/overlap_accuracy.py [--model DIR] [--mosaics 3] [--overlaps 0.25 0.5] [--threads 2]
-                                     [--case-ids FILE] [--out bench/results/overlap_accuracy.json]
+                                     [--case-ids FILE] [--net pair|unetr|bsnet]
+                                     [--out bench/results/overlap_accuracy.json]
 
 Cases: the validation split recorded in the model's card (the bundled pair's: 40 cases), or the ids in
 ``--case-ids``. A model of one network (e.g. a ``pair_vs_single`` arm) runs that network alone. Mosaic ``m`` takes 27 of
@@ -95,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="text file of case ids to use (default: the validation split in the model's card)",
     )
+    p.add_argument(
+        "--net",
+        choices=("pair", "unetr", "bsnet"),
+        default=None,
+        help="run one network of a pair alone (default: the pair; a one-network model runs that network)",
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench/results/overlap_accuracy.json")
     args = p.parse_args(argv)
 
@@ -112,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     card = json.loads((args.model / "pair.json").read_text())
     pair = ModelPair.load(args.model, nets=tuple(card["nets"]))
     net = "pair" if len(pair.nets) == 2 else next(iter(pair.nets))
+    if args.net is not None:
+        if args.net != net and args.net not in pair.nets:
+            raise SystemExit(f"--net {args.net}: the model holds {', '.join(pair.nets)}")
+        net = args.net
     if args.case_ids is not None:
         val = set(args.case_ids.read_text().split())
     else:
@@ -200,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
-            {"model": pair.model_id, "cell": cell, "mosaic": mosaic_shape, "summary": summary, "rows": rows},
+            {"model": pair.model_id, "net": net, "cell": cell, "mosaic": mosaic_shape, "summary": summary, "rows": rows},
             indent=1,
         )
     )

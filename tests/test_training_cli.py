@@ -82,3 +82,32 @@ def test_trusted_labels_are_never_put_under_correction_but_noisy_ones_are(hippo_
     assert card["approved_train_cases"] == 2 and len(card["noise"]["cases"]) == 2 and band > 0
     card, band = run(tmp_path / "default")
     assert card["approved_train_cases"] == 0 and band > 0  # MSD labels carry no approval by default
+
+
+def test_init_from_starts_from_a_models_weights_and_keeps_its_architecture(hippo_dir, tmp_path, capsys):
+    import torch
+
+    base = ["--data", str(hippo_dir), "--epochs", "1", "--limit-cases", "2", "--val-cases", "1"]
+    base += ["--batch-size", "2", "--device", "cpu", "--nets", "bsnet", "--no-progress"]
+    start_dir, tuned_dir = tmp_path / "start", tmp_path / "tuned"
+    assert main(["train", *base, "--out", str(start_dir), "--config", TINY, "--model-id", "tiny-start"]) == 0
+    # learning rate 0: the networks must come out exactly as they went in; no --config: the
+    # architecture and patch come from the start model
+    argv = ["train", *base, "--out", str(tuned_dir), "--init-from", str(start_dir), "--lr", "0"]
+    assert main([*argv, "--config", '{"translate": 4}']) == 0
+    start = ModelPair.load(start_dir, nets=("bsnet",))
+    tuned = ModelPair.load(tuned_dir, nets=("bsnet",))
+    assert tuned.patch_size == start.patch_size == (32, 48, 32)
+    assert tuned.card["parent_model"] == "tiny-start"
+    assert tuned.card["training"]["config"]["translate"] == 4
+    for (name, a), (_, b) in zip(
+        start.nets["bsnet"].named_parameters(), tuned.nets["bsnet"].named_parameters(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    # one clear line for what cannot work
+    capsys.readouterr()
+    assert main([*argv, "--config", '{"patch": [48, 64, 48]}']) != 0
+    assert main([*argv, "--resume", str(start_dir / "checkpoint")]) != 0
+    assert main(["train", *base, "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nowhere")]) != 0
+    err = capsys.readouterr().err
+    assert "cannot change patch" in err and "exclude each other" in err and "Traceback" not in err

@@ -4,6 +4,7 @@ Examples::
 
     napari-medseg train --data shared/data/msd-hippocampus --out runs/pair --epochs 10
     napari-medseg train --data MYSTORE --out runs/ft --resume runs/pair/checkpoint
+    napari-medseg train --data DIR --out runs/ft --init-from runs/pair --epochs 4 --config '{"translate": 8}'
     torchrun --nproc_per_node 2 -m napari_medseg.cli train --data DIR --out runs/ddp --device cpu
 """
 
@@ -43,6 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=10, help="passes over the training cases (default 10)")
     p.add_argument(
         "--resume", type=Path, default=None, help="continue from a checkpoint folder (--out/checkpoint)"
+    )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="start the networks from a trained model's weights (a model folder, e.g. the bundled "
+        "default); its architecture, patch size and classes are kept",
     )
     p.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (default auto)"
@@ -125,6 +134,29 @@ def build_config(args: argparse.Namespace):
     return TrainConfig(**values)
 
 
+def _start_model(args: argparse.Namespace, config):
+    """``(config with the start model's architecture, the start model)`` for ``--init-from``."""
+    import dataclasses
+
+    from napari_medseg.models.pair import ModelPair
+    from napari_medseg.retraining.finetune import ARCHITECTURE_FIELDS, config_from_pair
+
+    if args.resume is not None:
+        raise InputError("--init-from and --resume exclude each other (a checkpoint holds its own weights)")
+    fixed = sorted(set(_overrides(args.config)) & set(ARCHITECTURE_FIELDS))
+    if fixed:
+        raise InputError(
+            f"--config cannot change {', '.join(fixed)} with --init-from (the start model fixes it)"
+        )
+    start = ModelPair.load(args.init_from, nets=config.net_names)
+    settings = {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name not in ARCHITECTURE_FIELDS
+    }
+    return config_from_pair(start, **settings), start
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -136,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
     from napari_medseg.training.noise import corrupt_labels
 
     config = build_config(args)
+    start = None
+    if args.init_from is not None:
+        config, start = _start_model(args, config)
     if not 0.0 <= args.noise_fraction <= 1.0:
         raise InputError("--noise-fraction must be between 0 and 1")
     device = resolve_device(args.device)
@@ -170,7 +205,14 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
         classes = read_classes(args.data)
-        if classes and "num_classes" not in _overrides(args.config):
+        if start is not None:
+            if classes and classes != start.classes:
+                raise InputError(
+                    f"--init-from model {start.model_id} has classes {start.classes}, "
+                    f"the data {classes}: they must be the same"
+                )
+            classes = classes or start.classes
+        elif classes and "num_classes" not in _overrides(args.config):
             config.num_classes = max(classes) + 1
         from napari_medseg.models.domain import dataset_modality, domain_from_images
 
@@ -191,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
                 "mean_voxels_changed": float(np.mean(list(changed.values()))) if noisy else 0.0,
             },
             "command": "napari-medseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            **({"init_from": str(args.init_from)} if start is not None else {}),
             "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
         }
         trainer = CoCorrectingTrainer(
@@ -203,7 +246,12 @@ def run(args: argparse.Namespace) -> int:
             classes=classes,
             dist_info=info,
             model_id=args.model_id,
+            parent_model=start.model_id if start is not None else None,
         )
+        if start is not None:
+            from napari_medseg.retraining.finetune import load_start_weights
+
+            load_start_weights(trainer, start)
         if args.resume is not None:
             trainer.load_checkpoint(args.resume)
         if info.is_main:

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from napari_medseg.training.cocorrecting import CoCorrectingTrainer, TrainConfig
     from napari_medseg.training.data import CaseArrays
 
-__all__ = ["LoopOutcome", "build_trainer", "config_from_pair", "run_epochs"]
+__all__ = ["LoopOutcome", "build_trainer", "config_from_pair", "load_start_weights", "run_epochs"]
+
+#: TrainConfig fields that fix the networks' architecture: a model's weights load only into its own.
+ARCHITECTURE_FIELDS = ("patch", "num_classes", "unetr", "bsnet")
 
 
 def config_from_pair(pair: ModelPair, **settings: Any) -> TrainConfig:
@@ -33,6 +36,12 @@ def config_from_pair(pair: ModelPair, **settings: Any) -> TrainConfig:
         bsnet=net_cfg.get("bsnet", {}),
         **settings,
     )
+
+
+def load_start_weights(trainer: CoCorrectingTrainer, start: ModelPair) -> None:
+    """Load ``start``'s weights into every network ``trainer`` trains (built with ``start``'s architecture)."""
+    for name, net in trainer.nets.items():
+        net.load_state_dict(start.nets[name].state_dict())
 
 
 def build_trainer(
@@ -62,9 +71,9 @@ def build_trainer(
         classes=start.classes,
         dist_info=dist_info,
         model_id=model_id,
+        parent_model=start.model_id,
     )
-    for name, net in trainer.nets.items():
-        net.load_state_dict(start.nets[name].state_dict())
+    load_start_weights(trainer, start)
     # the candidate proposes like its parent: the validation cases judge promotion, so they must not
     # also pick the proposal weight
     trainer.proposal_weight = float(start.proposal_weights.get("unetr", 0.5))

@@ -193,6 +193,8 @@ class CoCorrectingTrainer:
         card_training: extra facts recorded in the model card (data, split, command...).
         classes: label value -> name.
         dist_info: from ``distributed.init_from_env`` (default: one process).
+        parent_model: ``model_id`` of the model whose weights the networks start from (recorded in
+            the card), None for a fresh start.
     """
 
     def __init__(
@@ -206,8 +208,10 @@ class CoCorrectingTrainer:
         classes: dict[int, str] | None = None,
         dist_info: distributed.DistInfo | None = None,
         model_id: str | None = None,
+        parent_model: str | None = None,
     ):
         self.cfg = config
+        self.parent_model = parent_model
         self.out_dir = Path(out_dir)
         self.device = resolve_device(device)
         self.dist = dist_info or distributed.DistInfo()
@@ -577,6 +581,7 @@ class CoCorrectingTrainer:
             patch_size=self.cfg.patch,
             training=training,
             metrics={"val_dice": dict(metrics or {}), "epoch": self.best_epoch},
+            parent_model=self.parent_model,
             proposal_weights=(
                 {"unetr": self.proposal_weight, "bsnet": 1.0 - self.proposal_weight}
                 if len(nets) == 2
