@@ -211,7 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
-            {"model": pair.model_id, "net": net, "cell": cell, "mosaic": mosaic_shape, "summary": summary, "rows": rows},
+            {
+                "model": pair.model_id,
+                "net": net,
+                "cell": cell,
+                "mosaic": mosaic_shape,
+                "summary": summary,
+                "rows": rows,
+            },
             indent=1,
         )
     )
