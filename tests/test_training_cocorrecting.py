@@ -182,3 +182,18 @@ def test_the_forget_floor_applies_only_while_approved_labels_anchor_the_boundary
     tr.noise_estimate = 0.0
     _, forget = tr.voxel_weights(batch["approved"], given, probs, losses, epoch=3)
     assert forget == 0.0
+
+
+def test_with_every_label_approved_there_is_no_forget_rate(hippo_dir, tmp_path):
+    """Nothing may be dropped, so the trainer applies (and logs) no forget rate, floor or not."""
+    import dataclasses
+
+    recs = [dataclasses.replace(r, approved=True) for r in cases_from_msd(hippo_dir)[:3]]
+    cfg = TrainConfig(**{**TINY, "batch_size": 2, "epochs": 4, "forget_ramp_epochs": 1})
+    tr = CoCorrectingTrainer(load_cases(recs[:2], cfg.patch), load_cases(recs[2:], cfg.patch), cfg, tmp_path)
+    assert tr.anchored and tr.all_approved
+    batch = tr.loader.batch([0, 1])
+    given, _corr, probs, losses = _step_inputs(tr, batch)
+    weights, forget = tr.voxel_weights(batch["approved"], given, probs, losses, epoch=3)
+    assert forget == 0.0
+    assert all(bool((w == 1).all()) for w in weights.values())

@@ -276,6 +276,8 @@ class CoCorrectingTrainer:
         self.noise_estimate: float | None = None  # smoothed noise share of the unapproved labels
         # some training labels are approved: their boundaries teach it, the forget floor applies
         self.anchored = any(c.approved for c in train_cases)
+        # every training label approved: nothing may be dropped, so there is no forget rate to apply
+        self.all_approved = all(c.approved for c in train_cases)
         self.peer_scores: dict[str, float | None] = {n: None for n in self.nets}  # latest val Dice
         self.proposal_weight = 0.5  # UNETR's weight in the pair proposal (picked on validation)
         self.pick_proposal_weight = True
@@ -309,7 +311,7 @@ class CoCorrectingTrainer:
         """
         cfg = self.cfg
         weights = {n: torch.ones_like(given, dtype=torch.float32) for n in self.nets}
-        if not cfg.co_correcting:
+        if not cfg.co_correcting or self.all_approved:
             return weights, 0.0
         unapproved = ~torch.as_tensor(approved, dtype=torch.bool).to(given.device)
         band = boundary_band(given, cfg.band_radius)[:, 0] & unapproved[:, None, None, None]
