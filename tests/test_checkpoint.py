@@ -150,3 +150,14 @@ def test_corrupt_card_is_reported(saved_bsnet):
     card_path(stem).write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_network(stem)
+
+
+def test_saved_weights_are_readable_by_other_users_of_a_shared_folder(saved_bsnet):
+    """safetensors writes its file 0600; a model saved into a shared registry must get the umask's mode."""
+    import os
+
+    _, stem = saved_bsnet
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in (weights_path(stem), card_path(stem)):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path.name

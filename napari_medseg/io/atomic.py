@@ -52,7 +52,8 @@ def atomic_path(dest: str | os.PathLike, exclusive: bool = False) -> Iterator[Pa
     fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file the usual permissions
+    mode = 0o666 & ~_current_umask()  # mkstemp makes 0600; the file gets the usual permissions
+    os.chmod(tmp, mode)
     try:
         try:
             yield tmp
@@ -60,6 +61,9 @@ def atomic_path(dest: str | os.PathLike, exclusive: bool = False) -> Iterator[Pa
             if err.filename is not None and Path(err.filename) == tmp:
                 raise OSError(err.errno, err.strerror, str(dest)) from err
             raise
+        # again: a library may have replaced the file (safetensors' save_file leaves it 0600), and
+        # other users of a shared store or model registry must be able to read it
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         if exclusive:
