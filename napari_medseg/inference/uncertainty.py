@@ -319,7 +319,9 @@ def pair_maps(
     (everywhere else the labels are 0 and the band is empty, because ``radius < block``); on a whole
     CT that is the body's organs, not the air and the background tissue. All work is torch ops on the
     device of ``p_a``; the result equals the dense definition (``pair_disagreement(p_A, p_B) * band``
-    with ``band = boundary_band(argmax p_A, argmax p_B, radius)``) voxel for voxel.
+    with ``band = boundary_band(argmax p_A, argmax p_B, radius)``) voxel for voxel. The proposal is
+    mixed only where the two nets' argmax differ (where they agree, every mix agrees); that equals the
+    dense ``argmax(w·p_A + (1 − w)·p_B)`` except where rounding the mix ties two classes exactly.
 
     Args:
         p_a, p_b: class probabilities ``(C, I, J, K)`` of the two networks (any float dtype).
@@ -348,15 +350,21 @@ def pair_maps(
     nets = _zeros((2, *(s + 2 * halo for s in shape)), label_dtype, device)
     labels = _zeros(shape, label_dtype, device)
     foreground = 0
-    for box in boxes:  # labels of both nets and of their mean; 0 (background) in every settled block
+    for box in boxes:  # labels of both nets and of their mix; 0 (background) in every settled block
         a, b = p_a[(slice(None), *box)].float(), p_b[(slice(None), *box)].float()
         inner = tuple(slice(s.start + halo, s.stop + halo) for s in box)
-        nets[(0, *inner)] = class_argmax(a, label_dtype)
-        nets[(1, *inner)] = class_argmax(b, label_dtype)
-        # 0.5 a + 0.5 b is (a + b) / 2 exactly, so its argmax is that of a + b: one pass instead of three
-        mix = a + b if weight_a == 0.5 else weight_a * a + (1 - weight_a) * b
-        labels[box] = class_argmax(mix, label_dtype)
-        foreground += int(labels[box].count_nonzero().item())
+        label_a, label_b = class_argmax(a, label_dtype), class_argmax(b, label_dtype)
+        nets[(0, *inner)] = label_a
+        nets[(1, *inner)] = label_b
+        # where both nets put the same class first, so does any mix of them (w·a_k + (1−w)·b_k beats
+        # every other class): the mix is formed only where they differ, a thin shell at the boundaries
+        differ = (label_a != label_b).nonzero(as_tuple=True)
+        if len(differ[0]):
+            at = (slice(None), *differ)
+            mix = a[at] + b[at] if weight_a == 0.5 else weight_a * a[at] + (1 - weight_a) * b[at]
+            label_a[differ] = class_argmax(mix, label_dtype)
+        labels[box] = label_a
+        foreground += int(label_a.count_nonzero().item())
     _fill_halo(nets, halo)
     band = _zeros(shape, torch.bool, device)
     unc = _zeros(shape, dtype, device)
