@@ -17,7 +17,8 @@ and reported for both.
 Same seed, same start: each network's initial weights come from its own seed
 (``cocorrecting.init_seed``), so BS-Net alone, the plain pair's BS-Net and the Co-Correcting pair's
 BS-Net start from identical weights (UNETR likewise), and every arm sees the same batches; arms of one
-seed differ by their method only. ``--set KEY=VALUE`` changes a ``TrainConfig`` field for every arm.
+seed differ by their method only. ``--set KEY=VALUE`` changes a ``TrainConfig`` field for every arm
+(e.g. ``--set translate=0``: no random translation, as every run before session 6).
 
 Split (seeded): ``n_val`` validation cases pick the best epoch and the proposal weight, ``n_test``
 further cases that no arm ever trains or selects on give the reported Dice (per class; for pairs
