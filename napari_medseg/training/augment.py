@@ -14,7 +14,8 @@ tests/test_training_augment.py), per sample:
   each axis, scale factors ``1 + U(-0.1, 0.1)`` per axis (MONAI's ``RandAffine`` convention: the matrix
   maps output voxel coordinates to input ones, so a factor > 1 shrinks the anatomy), and, when
   ``translate`` > 0, shifts uniform in ±``translate`` voxels per axis (MONAI's ``translate_range``;
-  off by default), zero padding; bilinear for the image, nearest for the label and the canonical
+  0 in :class:`AugmentSettings`, the pipeline replaced; training uses ``TrainConfig.translate`` = 8),
+  zero padding; bilinear for the image, nearest for the label and the canonical
   coordinates;
 * with probability 0.3 Gaussian noise of standard deviation ``U(0, 0.05)`` on the image;
 * with probability 0.5 intensity scaling ``image * (1 + U(-0.1, 0.1))``.
@@ -48,8 +49,9 @@ class AugmentSettings:
     affine_prob: float = 0.8
     rotate: float = 0.15  # radians, each axis
     scale: float = 0.1  # factor 1 ± scale, each axis
-    # voxels, each axis (0 = none: training centres each case in its patch, so a net learns where the
-    # structure sits; windows of a larger volume see it anywhere, see bench/overlap_accuracy.py)
+    # voxels, each axis; 0 here (the MONAI pipeline replaced had none). Without it a case smaller than
+    # the patch always sits in its centre and UNETR learns that position (bench/RESULTS.md, session 6):
+    # the trainer passes TrainConfig.translate
     translate: float = 0.0
     noise_prob: float = 0.3
     noise_std: float = 0.05
