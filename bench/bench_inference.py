@@ -20,6 +20,11 @@ Rows per volume:
   MONAI swi pair    MONAI sliding_window_inference with a predictor returning both nets' softmax
                     concatenated (the same network work, no uncertainty): measures our window loop.
   MONAI swi UNETR   stock: sliding_window_inference(unetr) + argmax, one network.
+  MONAI pair fp32   (only where the nets run in bf16) MONAI swi pair in float32: what stock MONAI does
+                    on a CPU unless told to autocast.
+Precision: the engine and the MONAI rows use the same one: bf16 autocast where the device computes
+bf16 natively (CUDA; CPUs with AVX512-BF16 or AMX; napari_medseg.inference.device.native_bf16), else
+float32; --fp32 makes every row float32.
   post-processing   (whole-CT mode) labels, band, uncertainty and regions alone (pair_maps +
                     regions_from_voxels, what the engine runs after the windows), on the whole
                     512x512x300 grid: on the pair's own probabilities when the nets ran on the whole
@@ -229,32 +234,44 @@ def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.
     roi = pair.patch_size
     unetr, bsnet = pair.nets["unetr"].eval().to(device), pair.nets["bsnet"].eval().to(device)
     x = torch.from_numpy(pair.preprocess(volume.array))[None, None].to(device)
+    from napari_medseg.inference.device import native_bf16
+
     sw = args.sw_batch or 1
-    amp = device.type == "cuda"
+    amp = args.amp and native_bf16(device)
     n_windows = len(window_grid(volume.shape, roi, args.overlap)[2])
 
     post: list[float] = []
 
     def engine() -> None:
         pred = predict_volume(
-            volume, pair, device=device, overlap=args.overlap, sw_batch_size=args.sw_batch, keep_probs=False
+            volume,
+            pair,
+            device=device,
+            overlap=args.overlap,
+            sw_batch_size=args.sw_batch,
+            keep_probs=False,
+            amp=args.amp,
         )
         post.append(pred.timings["uncertainty"] + pred.timings["regions"])
 
     def both(p: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.softmax(unetr(p).float(), 1), torch.softmax(bsnet(p).float(), 1)], 1)
 
-    def monai_pair() -> None:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+    def monai_pair(enabled: bool = amp) -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
             sliding_window_inference(x, roi, sw, both, overlap=args.overlap, mode="gaussian").argmax(1).cpu()
 
     def monai_unetr() -> None:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             sliding_window_inference(x, roi, sw, unetr, overlap=args.overlap, mode="gaussian").argmax(1).cpu()
 
-    labels = ("engine pair+unc", "MONAI swi pair", "MONAI swi UNETR")
-    results = timed_interleaved([engine, monai_pair, monai_unetr], args.repeat, device, args.warmup)
-    t_ref = results[-1][0]
+    labels = ["engine pair+unc", "MONAI swi pair", "MONAI swi UNETR"]
+    runs = [engine, monai_pair, monai_unetr]
+    if amp:
+        labels.append("MONAI pair fp32")
+        runs.append(lambda: monai_pair(False))
+    results = timed_interleaved(runs, args.repeat, device, args.warmup)
+    t_ref = results[2][0]
     rows = [(name, label, n_windows, t, t / t_ref, m) for label, (t, m) in zip(labels, results, strict=True)]
     rows.append((name, "  of which post", n_windows, min(post), min(post) / t_ref, 0))
     return rows
@@ -289,6 +306,9 @@ def main() -> None:
         "--crop-slices", type=int, default=None, help="whole-CT mode: run the nets on the first N slices only"
     )
     parser.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up runs")
+    parser.add_argument(
+        "--fp32", dest="amp", action="store_false", help="float32 everywhere (default: bf16 where native)"
+    )
     parser.add_argument(
         "--post-only",
         action="store_true",
@@ -331,7 +351,9 @@ def main() -> None:
 
             image = torch.from_numpy(pair.preprocess(ct.array))[None, None]
             nets = [pair.nets["unetr"], pair.nets["bsnet"]]
-            probs, _ = sliding_window_probs(image, nets, pair.patch_size, args.overlap, device, args.sw_batch)
+            probs, _ = sliding_window_probs(
+                image, nets, pair.patch_size, args.overlap, device, args.sw_batch, args.amp
+            )
             c = probs.shape[0] // 2
             p_a, p_b = probs[:c], probs[c:]
             source = "the pair's own probabilities"
@@ -363,8 +385,12 @@ def main() -> None:
         ]
         if args.only is not None:
             vols = vols[:1] if args.only == "hippo" else vols[1:]
+    from napari_medseg.inference.device import native_bf16
+
+    precision = "bf16" if args.amp and native_bf16(device) else "fp32"
     print(
-        f"# {what}; roi {pair.patch_size}; overlap {args.overlap}; device {device}; torch threads {args.threads}"
+        f"# {what}; roi {pair.patch_size}; overlap {args.overlap}; device {device}; torch threads {args.threads}; "
+        f"precision {precision}"
     )
     print(f"{'volume':<24} {'method':<16} {'windows':>7} {'time s':>8} {'vs stock':>8} {'peak MiB':>9}")
     for name, vol in vols:

@@ -272,6 +272,7 @@ def run_arm(arm: str, noise: float, args, scale: dict, out: Path) -> dict:
         "seconds": round(seconds, 1),
         "history": rows,
         "device": str(trainer.device),
+        "precision": "bf16" if trainer.amp else "fp32",
         "threads": torch.get_num_threads(),
         "machine": f"{platform.node()} {platform.machine()}",
         "command": " ".join(sys.argv),

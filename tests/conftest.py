@@ -130,6 +130,15 @@ def real_batch(cases, n: int, size: tuple[int, int, int]):  # noqa: ANN201 - (Te
 
 
 @pytest.fixture(autouse=True)
+def _float32_on_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test computes in float32 on the CPU, whatever the CPU: its bf16 support (AMX, AVX512-BF16)
+    must not change results between machines. tests/test_precision.py tests the bf16 path itself."""
+    from napari_medseg.inference.device import CPU_BF16_ENV
+
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+
+
+@pytest.fixture(autouse=True)
 def _no_blocking_dialogs(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may hang on a real modal question (e.g. the close guard while a viewer fixture is torn
     down with unsaved edits): unsaved edits are discarded and yes/no questions answered no, unless

@@ -141,6 +141,7 @@ def result(case: str, pred, classes: dict[int, str], check) -> dict:  # noqa: AN
         "inside_domain": check.inside,
         "seconds": round(pred.timings.get("total", 0.0), 2),
         "device": pred.device,
+        "precision": pred.precision,
     }
 
 
@@ -150,7 +151,7 @@ def _line(r: dict) -> str:
     mark = " [outside the training domain: not ranked]" if r["inside_domain"] is False else ""
     return (
         f"{r['case']}: {voxels} voxels; uncertainty score {r['uncertainty_score']:.3f}, {r['regions']} "
-        f"uncertain regions{where} ({r['seconds']:.1f} s on {r['device']}){mark}"
+        f"uncertain regions{where} ({r['seconds']:.1f} s on {r['device']}, {r['precision']}){mark}"
     )
 
 

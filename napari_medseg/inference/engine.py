@@ -14,7 +14,9 @@ Pipeline of :func:`predict_volume`::
           bounding boxes of coarse groups of them, never on the whole volume)
 
 The networks work directly in the Volume's own voxel order, so the outputs lie on the source grid
-with no resampling. Batches run under ``torch.inference_mode`` and, on CUDA, bf16 autocast. The cancel
+with no resampling. Batches run under ``torch.inference_mode`` and, where the device computes bf16
+natively (CUDA; CPUs with AVX512-BF16 or AMX: :func:`~napari_medseg.inference.device.native_bf16`), bf16
+autocast; the blending and everything after it stay float32. The cancel
 token is checked and the progress callback called between batches. A CUDA out-of-memory error halves
 the batch and retries; at batch size 1 the networks move to the CPU. Each fallback adds a message.
 """
@@ -33,7 +35,7 @@ from torch import nn
 
 from napari_medseg.errors import InputError
 from napari_medseg.inference.cancel import CancelToken
-from napari_medseg.inference.device import free_memory_bytes, resolve_device
+from napari_medseg.inference.device import free_memory_bytes, native_bf16, resolve_device
 from napari_medseg.inference.prediction import Prediction
 from napari_medseg.inference.regions import (
     DEFAULT_MIN_SIZE,
@@ -133,7 +135,7 @@ def sliding_window_probs(
         overlap: fraction of a window shared with its neighbour along each axis, in ``[0, 1)``.
         device: torch device to run the nets on (they are moved there).
         sw_batch_size: windows per forward pass; ``None`` = from free memory (:func:`auto_batch_size`).
-        amp: bf16 autocast on CUDA (ignored elsewhere).
+        amp: bf16 autocast where the device computes it natively (:func:`native_bf16`); False = float32.
         progress: called as ``progress(done_windows, total_windows)`` after each batch.
         cancel: checked before each batch; raises :class:`~napari_medseg.errors.Cancelled`.
         warn: receives one-sentence messages about fallbacks (OOM).
@@ -186,7 +188,7 @@ def sliding_window_probs(
                     torch.cuda.reset_peak_memory_stats(device)
                     base = torch.cuda.memory_allocated(device)
                 patches = torch.cat([x[(slice(None), slice(None), *sl)] for sl in chunk], 0)
-                use_amp = amp and device.type == "cuda"
+                use_amp = amp and native_bf16(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     out = torch.cat([torch.softmax(net(patches).float(), 1) for net in nets], 1)
                 if probe:  # memory of one window's forward pass, before the accumulators exist
@@ -324,7 +326,8 @@ def predict_volume(
         progress: ``progress(done_windows, total_windows)`` after each batch.
         cancel: :class:`CancelToken` checked between batches (raises ``Cancelled``).
         sw_batch_size: windows per batch (``None`` = chosen from free memory).
-        amp: bf16 autocast on CUDA.
+        amp: bf16 autocast where the device computes it natively (CUDA; CPUs with AVX512-BF16 or
+            AMX); False = float32 everywhere. ``Prediction.precision`` says which ran.
         roi: window size; default the pair's ``patch_size``.
         method: pair disagreement measure (see :mod:`napari_medseg.inference.uncertainty`).
         band_radius: boundary band half-width in voxels.
@@ -410,6 +413,7 @@ def predict_volume(
         net=net if net != "pair" or len(names) == 2 else names[0],
         method=used_method,
         device=str(final_device),
+        precision="bf16" if amp and native_bf16(final_device) else "fp32",
         messages=messages,
         timings=timings,
     )

@@ -64,6 +64,7 @@ class Prediction:
         net: ``"pair"``, ``"unetr"``, ``"bsnet"`` (or the name of a bare net).
         method: how ``uncertainty`` was computed (``"jsd"``, ``"tv"``, ``"jsd_entropy"``, ``"entropy"``).
         device: torch device the networks finally ran on.
+        precision: ``"bf16"`` (autocast, where the device computes bf16 natively) or ``"fp32"``.
         messages: things the user should know (OOM fallbacks, ...), one sentence each.
         timings: seconds per stage (``preprocess``, ``windows``, ``uncertainty``, ``regions``, ``total``).
     """
@@ -79,6 +80,7 @@ class Prediction:
     net: str = "pair"
     method: str = ""
     device: str = "cpu"
+    precision: str = "fp32"
     messages: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -97,6 +99,7 @@ class Prediction:
             "net": self.net,
             "method": self.method,
             "device": self.device,
+            "precision": self.precision,
             "score": self.score,
             "shape": list(self.labels.shape),
             "foreground_voxels": int((self.labels > 0).sum()),

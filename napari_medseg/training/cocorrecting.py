@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_medseg.errors import CheckpointError, InputError
+from napari_medseg.inference.device import native_bf16
 from napari_medseg.io.atomic import atomic_write_bytes, atomic_write_with
 from napari_medseg.models.boundary import boundary_band, boundary_targets
 from napari_medseg.models.factory import build_network
@@ -111,7 +112,7 @@ class TrainConfig:
     # and loses 31-35 Dice points when it sits elsewhere (bench/RESULTS.md, session 6)
     translate: float = 8.0
     seed: int = 0
-    amp: bool = True  # bf16 autocast on CUDA only
+    amp: bool = True  # bf16 autocast where the device computes it natively (CUDA; AVX512-BF16/AMX CPUs)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -274,7 +275,7 @@ class CoCorrectingTrainer:
         self.best_score = -math.inf
         self.best_epoch = -1
         self.history: list[dict[str, Any]] = []
-        self.amp = config.amp and self.device.type == "cuda"
+        self.amp = config.amp and native_bf16(self.device)
         self.noise_estimate: float | None = None  # smoothed noise share of the unapproved labels
         # some training labels are approved: their boundaries teach it, the forget floor applies
         self.anchored = any(c.approved for c in train_cases)
@@ -574,6 +575,7 @@ class CoCorrectingTrainer:
             "epochs_trained": self.epoch,
             "best_epoch": self.best_epoch,
             "device": str(self.device),
+            "precision": "bf16" if self.amp else "fp32",
             "world_size": self.dist.world_size,
             "s_per_epoch": self._s_per_epoch(),
         }

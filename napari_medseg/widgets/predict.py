@@ -197,6 +197,6 @@ class PredictPanel(QWidget):
         s = self.ctrl.session
         mark = " — outside the training domain: not ranked" if s is not None and s.outside_domain else ""
         self.status_label.setText(
-            f"{prediction.net} on {prediction.device}{took}: uncertainty score {prediction.score:.3f}, "
+            f"{prediction.net} on {prediction.device} ({prediction.precision}){took}: uncertainty score {prediction.score:.3f}, "
             f"{len(prediction.regions)} uncertain regions{mark}"
         )
