@@ -28,6 +28,7 @@ def test_train_one_epoch_writes_a_loadable_pair_and_a_csv_log(hippo_dir, tmp_pat
     assert set(pair.nets) == {"unetr", "bsnet"}
     assert pair.patch_size == (32, 48, 32)
     training = pair.card["training"]
+    assert training["device"] == "cpu" and training["precision"] == "fp32"  # tests run float32 (conftest)
     assert len(training["split"]["train"]) == 4 and len(training["split"]["val"]) == 2
     assert len(training["noise"]["cases"]) == 2
     assert "dice_pair_mean" in pair.card["metrics"]["val_dice"]
