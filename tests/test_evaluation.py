@@ -138,6 +138,7 @@ def test_evaluate_command_scores_the_recorded_validation_cases(tmp_path, tiny_mo
     )
     report = json.loads(capsys.readouterr().out)
     assert rc == 0 and len(report["cases"]) == 2 and "dice_posterior" in report["summary"]
+    assert report["precision"] == "fp32"  # the networks' precision is reported (tests run float32)
     assert json.loads((tiny_model_dir / "pair.json").read_text())["training"]["split"]["val"] == [
         "hippocampus_003"
     ]

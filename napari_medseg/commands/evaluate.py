@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         print(heading)
     report = EvaluationReport(meta={"model_id": pair.model_id, "net": args.net, "data": str(args.data)})
     failed: list[tuple[str, str]] = []
+    precisions: set[str] = set()  # bf16 where the device computes it natively, else fp32
     for case, image_path, label_path in tqdm(
         cases, desc="evaluate", unit="case", file=sys.stderr, leave=False, disable=None
     ):
@@ -158,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         pred = predict_volume(
             volume, pair, net=args.net, device=args.device, overlap=args.overlap, keep_probs=False
         )
+        precisions.add(pred.precision)
         metrics = case_metrics(pred.labels, truth.array, classes, volume.spacing, hd95=not args.no_hd95)
         metrics = named_metrics(metrics, pair.classes)
         metrics["uncertainty_band_mean"] = band_uncertainty(pred)  # 0..1, like the overlay
@@ -166,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"none of the {len(cases)} case(s) could be read; first: {failed[0][0]}: {failed[0][1]}"
         )
+    report.meta["precision"] = "+".join(sorted(precisions))
     written = report.to_csv(args.out) if args.out is not None else None
     if args.json:
         import json
@@ -181,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         out = {
             "model_id": pair.model_id,
             "net": args.net,
+            "precision": report.meta["precision"],
             "cases": rows,
             "summary": summary,
             "failed": failures,
