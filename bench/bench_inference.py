@@ -20,7 +20,7 @@ Rows per volume:
   MONAI swi pair    MONAI sliding_window_inference with a predictor returning both nets' softmax
                     concatenated (the same network work, no uncertainty): measures our window loop.
   MONAI swi UNETR   stock: sliding_window_inference(unetr) + argmax, one network.
-  MONAI pair fp32   (only where the nets run in bf16) MONAI swi pair in float32: what stock MONAI does
+  MONAI pair fp32   (CPU, only where the nets run in bf16) MONAI swi pair in float32: what stock MONAI does
                     on a CPU unless told to autocast.
 Precision: the engine and the MONAI rows use the same one: bf16 autocast where the device computes
 bf16 natively (CUDA; CPUs with AVX512-BF16 or AMX; napari_medseg.inference.device.native_bf16), else
@@ -267,7 +267,7 @@ def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.
 
     labels = ["engine pair+unc", "MONAI swi pair", "MONAI swi UNETR"]
     runs = [engine, monai_pair, monai_unetr]
-    if amp:
+    if amp and device.type == "cpu":  # stock MONAI on a CPU runs float32; on CUDA users autocast too
         labels.append("MONAI pair fp32")
         runs.append(lambda: monai_pair(False))
     results = timed_interleaved(runs, args.repeat, device, args.warmup)
