@@ -64,6 +64,26 @@ TINY_UNETR = {"img_size": [32, 32, 32], "feature_size": 4, "hidden_size": 24, "m
 TINY_BSNET = {"filters": [4, 8, 16]}
 
 
+def tiny_bsnet_trainer(hippo_dir: Path, out: Path, n_train: int, batch_size: int, epochs: int):  # noqa: ANN201
+    """A CoCorrectingTrainer of a tiny BS-Net alone on the first ``n_train`` hippocampus cases (+1 to
+    validate), patch 32x48x32: real training steps in a second."""
+    from napari_medseg.training.cocorrecting import CoCorrectingTrainer, TrainConfig
+    from napari_medseg.training.data import cases_from_msd, load_cases
+
+    recs = cases_from_msd(hippo_dir)[: n_train + 1]
+    cfg = TrainConfig(
+        patch=(32, 48, 32),
+        nets="bsnet",
+        bsnet={"filters": [4, 8, 16], "deep_supervision": 1},
+        batch_size=batch_size,
+        epochs=epochs,
+        progress=False,
+    )
+    return CoCorrectingTrainer(
+        load_cases(recs[:n_train], cfg.patch), load_cases(recs[n_train:], cfg.patch), cfg, out
+    )
+
+
 def make_tiny_pair_dir(folder: Path, model_id: str = "tiny-pair", seed: int = 0) -> Path:
     """Save a random-init UNETR + BS-Net pair with tiny configs to ``folder``; return it."""
     import torch

@@ -106,21 +106,12 @@ def test_bf16_proposal_of_the_bundled_pair_matches_float32_on_a_real_case(monkey
 def test_the_trainer_autocasts_only_where_bf16_is_native_and_the_card_says_so(
     monkeypatch, hippo_dir, tmp_path, native
 ):
+    from conftest import tiny_bsnet_trainer
+
     from napari_medseg.training import cocorrecting
-    from napari_medseg.training.cocorrecting import CoCorrectingTrainer, TrainConfig
-    from napari_medseg.training.data import cases_from_msd, load_cases
 
     monkeypatch.setattr(cocorrecting, "native_bf16", lambda device: native)
-    recs = cases_from_msd(hippo_dir)[:3]
-    cfg = TrainConfig(
-        patch=(32, 48, 32),
-        nets="bsnet",
-        bsnet={"filters": [4, 8, 16], "deep_supervision": 1},
-        batch_size=2,
-        epochs=1,
-        progress=False,
-    )
-    tr = CoCorrectingTrainer(load_cases(recs[:2], cfg.patch), load_cases(recs[2:], cfg.patch), cfg, tmp_path)
+    tr = tiny_bsnet_trainer(hippo_dir, tmp_path, n_train=2, batch_size=2, epochs=1)
     seen: list[bool] = []
     tr.models["bsnet"].register_forward_pre_hook(
         lambda module, args: seen.append(torch.is_autocast_enabled("cpu"))

@@ -61,20 +61,11 @@ def test_retraining_and_training_share_the_one_loop():
 
 
 def test_cancel_is_checked_between_batches_of_the_real_trainer(hippo_dir, tmp_path):
-    from napari_medseg.inference.cancel import Cancelled, CancelToken
-    from napari_medseg.training.cocorrecting import CoCorrectingTrainer, TrainConfig
-    from napari_medseg.training.data import cases_from_msd, load_cases
+    from conftest import tiny_bsnet_trainer
 
-    recs = cases_from_msd(hippo_dir)[:5]
-    cfg = TrainConfig(
-        patch=(32, 48, 32),
-        nets="bsnet",
-        bsnet={"filters": [4, 8, 16], "deep_supervision": 1},
-        batch_size=1,
-        epochs=3,
-        progress=False,
-    )
-    tr = CoCorrectingTrainer(load_cases(recs[:4], cfg.patch), load_cases(recs[4:], cfg.patch), cfg, tmp_path)
+    from napari_medseg.inference.cancel import Cancelled, CancelToken
+
+    tr = tiny_bsnet_trainer(hippo_dir, tmp_path, n_train=4, batch_size=1, epochs=3)
     token = CancelToken()
     steps = []
     real_step = tr.train_step
