@@ -22,15 +22,15 @@ Rows per volume:
   MONAI swi UNETR   stock: sliding_window_inference(unetr) + argmax, one network.
   MONAI pair fp32   (CPU, only where the nets run in bf16) MONAI swi pair in float32: what stock MONAI does
                     on a CPU unless told to autocast.
-Precision: the engine and the MONAI rows use the same one: bf16 autocast where the device computes
-bf16 natively (CUDA; CPUs with AVX512-BF16 or AMX; napari_medseg.inference.device.native_bf16), else
-float32; --fp32 makes every row float32.
   post-processing   (whole-CT mode) labels, band, uncertainty and regions alone (pair_maps +
                     regions_from_voxels, what the engine runs after the windows), on the whole
                     512x512x300 grid: on the pair's own probabilities when the nets ran on the whole
                     volume, else on a pair map made from TotalSegmentator's reference segmentation of
                     that series (3 classes; net B's labels shifted by one voxel, so the nets disagree
                     along every organ boundary: a worst case for the band and the regions).
+Precision: the engine and the MONAI rows use the same one: bf16 autocast where the device computes
+bf16 natively (CUDA; CPUs with AVX512-BF16 or AMX; napari_medseg.inference.device.native_bf16), else
+float32; --fp32 makes every row float32.
 Time = minimum wall seconds over --repeat interleaved runs after one warm-up each. Peak memory = CUDA max allocated, or on
 the CPU the peak resident-set increase over the run (sampled every 2 ms).
 """
@@ -50,6 +50,8 @@ import napari_medseg  # noqa: F401
 
 # isort: split
 import torch
+
+from napari_medseg.inference.device import native_bf16
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -234,8 +236,6 @@ def run_volume(name: str, volume, pair, args: argparse.Namespace, device: torch.
     roi = pair.patch_size
     unetr, bsnet = pair.nets["unetr"].eval().to(device), pair.nets["bsnet"].eval().to(device)
     x = torch.from_numpy(pair.preprocess(volume.array))[None, None].to(device)
-    from napari_medseg.inference.device import native_bf16
-
     sw = args.sw_batch or 1
     amp = args.amp and native_bf16(device)
     n_windows = len(window_grid(volume.shape, roi, args.overlap)[2])
@@ -385,8 +385,6 @@ def main() -> None:
         ]
         if args.only is not None:
             vols = vols[:1] if args.only == "hippo" else vols[1:]
-    from napari_medseg.inference.device import native_bf16
-
     precision = "bf16" if args.amp and native_bf16(device) else "fp32"
     print(
         f"# {what}; roi {pair.patch_size}; overlap {args.overlap}; device {device}; torch threads {args.threads}; "
