@@ -131,6 +131,8 @@ def test_full_review_loop_on_real_cases(app, qtbot):
     assert np.shares_memory(labels.data, ctrl.session.labels)  # painting edits the session's labels
 
     pred = _predict(app, qtbot)
+    # the panel says where and in which precision the networks ran (tests run float32, conftest)
+    assert panels["predict"].status_label.text().startswith("pair on cpu (fp32) in ")
     overlay = viewer.layers[_layers.UNCERTAINTY]
     assert overlay.blending == "translucent" and overlay.colormap.name == "uncertainty"
     assert _layers.PROPOSAL in viewer.layers
