@@ -12,10 +12,12 @@ import pytest
 from regions_reference import slow_region_labels, slow_regions
 from scipy import ndimage
 from skimage.feature import peak_local_max
+from skimage.segmentation import watershed
 
 from napari_medseg.inference.regions import (
     COARSE_BLOCK,
     _peaks,
+    _watershed,
     find_regions,
     region_labels,
     regions_from_voxels,
@@ -120,6 +122,34 @@ def test_peaks_equal_scikit_image_on_sheets_and_bars(distance):
                 smooth, min_distance=distance, labels=piece.astype(np.int32), exclude_border=False
             )
             assert np.array_equal(_peaks(smooth, piece, distance), expected), (shape, trial)
+
+
+def test_watershed_equals_scikit_image_on_ties_and_thin_pieces():
+    """The direct flooding call floods like scikit-image's public function, ties included: pieces on
+    a few levels (many equal neighbours) and pieces one voxel thick, with markers on the piece."""
+    rng = np.random.default_rng(7)
+    shapes = [tuple(int(s) for s in rng.integers(2, 20, 3)) for _ in range(20)]
+    shapes += [(1, 17, 23), (19, 1, 14), (12, 20, 1), (1, 1, 30)]
+    split = 0
+    for n, shape in enumerate(shapes):
+        piece = (
+            ndimage.binary_dilation(rng.random(shape) > 0.8, iterations=1)
+            if n % 2
+            else rng.random(shape) > 0.1
+        )
+        if not piece.any():
+            continue
+        image = -(rng.integers(0, 3, shape) / 2).astype(np.float32)  # three levels: ties everywhere
+        at = np.flatnonzero(piece)
+        markers = np.zeros(shape, np.int32)
+        chosen = rng.choice(at, size=min(len(at), 4), replace=False)
+        markers.reshape(-1)[chosen] = np.arange(1, len(chosen) + 1)
+        expected = watershed(image, markers, mask=piece, connectivity=3)
+        got = _watershed(image, markers, piece)
+        assert got.dtype == np.int32
+        assert np.array_equal(got, expected), shape
+        split += len(np.unique(got[piece])) > 1
+    assert split >= 10
 
 
 def test_the_garbage_collector_is_left_as_it_was():

@@ -186,3 +186,67 @@ def test_pair_maps_equal_the_dense_definition_on_strided_inputs(weight_a):
         assert torch.equal(
             pair_maps(p_a, p_b, 3, dtype=dtype, weight_a=weight_a).uncertainty, dense.to(dtype)
         )
+
+
+@pytest.mark.parametrize("classes", [2, 16, 17, 40])
+def test_pair_maps_band_is_exact_for_few_and_many_classes(classes):
+    """Up to 16 classes both nets' labels share one byte per voxel for the band; past that two maps:
+    either way the band is the dense definition's, at every class boundary."""
+    rng = np.random.default_rng(classes)
+    shape = (40, 36, 44)
+    lab = np.zeros(shape, np.int64)  # cubes of every class in a background: settled blocks around
+    i, j, k = np.meshgrid(*(np.arange(n) for n in (24, 20, 28)), indexing="ij")
+    lab[8:32, 8:28, 8:36] = 1 + (i // 4 + 3 * (j // 4) + 7 * (k // 4)) % (classes - 1)
+
+    def probs(labels: np.ndarray) -> torch.Tensor:
+        onehot = torch.nn.functional.one_hot(torch.from_numpy(labels), classes).permute(3, 0, 1, 2)
+        noise = torch.from_numpy(rng.normal(0, 1.0, onehot.shape).astype(np.float32))
+        return torch.softmax(onehot.float() * 5.0 + noise, 0)
+
+    lab_b = np.roll(lab, 1, axis=1)
+    lab_b[lab_b > 0] = classes - lab_b[lab_b > 0]  # B numbers the classes backwards: a + b is constant
+    p_a, p_b = probs(lab), probs(lab_b)
+    assert len(p_a.argmax(0).unique()) == classes
+    for radius in (0, 1):  # radius 0: the boundary voxels themselves, where a missed edge would show
+        band = boundary_band(p_a.argmax(0), p_b.argmax(0), radius)
+        assert band.any() and not band.all()
+        assert torch.equal(pair_maps(p_a, p_b, radius).band, band)
+    band = boundary_band(p_a.argmax(0), p_b.argmax(0), 3)
+    maps = pair_maps(p_a, p_b, 3)
+    assert torch.equal(maps.band, band)
+    assert torch.equal(maps.labels.long(), (p_a + p_b).argmax(0))
+    # the class sums run in another order on the gathered band voxels than on the dense layout
+    dense = pair_disagreement(p_a, p_b) * band
+    torch.testing.assert_close(maps.uncertainty, dense, rtol=0, atol=1e-6)
+    assert torch.equal(maps.uncertainty > 0, dense > 0)
+
+
+def test_pair_maps_on_box_threads_equal_one_thread_and_restore_torch_threads():
+    """With several torch threads the boxes run on as many Python threads (one torch thread each):
+    same maps as on one thread, in and out of inference mode, and torch's thread count comes back."""
+    rng = np.random.default_rng(3)
+    lab = np.zeros((3, 72, 40, 36), np.float32)  # several slabs of blocks along the first axis: many boxes
+    lab[1, 6:66, 8:30, 5:30] = 6.0
+    lab[2, 20:50, 20:34, 8:20] = 6.0
+    lab[0] = 3.0
+    p_a = torch.softmax(torch.from_numpy(lab + rng.normal(0, 1.5, lab.shape).astype(np.float32)), 0)
+    p_b = torch.softmax(
+        torch.from_numpy(np.roll(lab, 2, axis=1) + rng.normal(0, 1.5, lab.shape).astype(np.float32)), 0
+    )
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = pair_maps(p_a, p_b, 3, weight_a=0.3)
+        torch.set_num_threads(2)
+        with torch.inference_mode():
+            threaded = pair_maps(p_a, p_b, 3, weight_a=0.3)
+        assert torch.get_num_threads() == 2
+        plain = pair_maps(p_a, p_b, 3, weight_a=0.3)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for maps in (threaded, plain):
+        for field in ("labels", "uncertainty", "band", "band_index", "band_values"):
+            assert torch.equal(getattr(maps, field), getattr(serial, field)), field
+        assert maps.foreground == serial.foreground
+    assert threaded.labels.is_inference() and not plain.labels.is_inference()
