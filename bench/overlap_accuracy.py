@@ -16,6 +16,10 @@ Usage::
                                      [--case-ids FILE] [--net pair|unetr|bsnet]
                                      [--out bench/results/overlap_accuracy.json]
 
+``--whole`` runs each case whole instead, as a user opens it, at every overlap (for models whose cases are
+larger than their window, e.g. a CT model trained on random crops): Dice against the case's label, seconds
+per volume, and each case's Dice difference to the largest overlap given.
+
 Cases: the validation split recorded in the model's card (the bundled pair's: 40 cases), or the ids in
 ``--case-ids``. A model of one network (e.g. a ``pair_vs_single`` arm) runs that network alone; ``--net``
 runs one network of a pair alone. Mosaic ``m`` takes 27 of them in a seeded random order, so a case sits
@@ -82,6 +86,34 @@ def cell_of(volume: np.ndarray, n: int, cell: tuple[int, int, int]) -> np.ndarra
     ]
 
 
+def summary_row(
+    key: str,
+    per: np.ndarray,
+    diff: np.ndarray,
+    names: list[str],
+    ref: str,
+    windows: float,
+    seconds: list[float],
+) -> dict:
+    """One setting's summary (``per``: Dice ``(n, classes)``; ``diff``: each row's mean Dice minus its
+    reference ``ref``'s), printed as a Markdown table row."""
+    s = {
+        "windows": windows,
+        "seconds_per_volume": float(np.mean(seconds)),
+        "dice": dict(zip(names, per.mean(0).tolist(), strict=True)),
+        "dice_mean": float(per.mean()),
+        f"minus_{ref}_mean": float(diff.mean()),
+        f"minus_{ref}_sd": float(diff.std()),
+        "n": len(per),
+    }
+    print(
+        f"| {key} | {windows:g} | {s['seconds_per_volume']:.2f} | "
+        + " | ".join(f"{v:.4f}" for v in s["dice"].values())
+        + f" | {s['dice_mean']:.4f} | {diff.mean():+.4f} ({diff.std():.4f}) |"
+    )
+    return s
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=REPO / "napari_medseg/resources/models/default")
@@ -102,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=("pair", "unetr", "bsnet"),
         default=None,
         help="run one network of a pair alone (default: the pair; a one-network model runs that network)",
+    )
+    p.add_argument(
+        "--whole", action="store_true", help="each case whole at every overlap, no mosaics (see above)"
     )
     p.add_argument("--out", type=Path, default=REPO / "bench/results/overlap_accuracy.json")
     args = p.parse_args(argv)
@@ -129,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         val = set(validation_ids(pair.card) or ())
     records = [r for r in cases_from_msd(args.data) if r.case_id in val]
+    if args.whole:
+        return whole_volumes(args, pair, net, records)
     if len(records) < np.prod(GRID):
         raise SystemExit(f"need {np.prod(GRID)} validation cases, found {len(records)}")
     classes = sorted(c for c in pair.classes if c != 0)
@@ -195,21 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, rs in rows.items():
         per = np.array([r[-len(names) :] for r in rs], dtype=np.float64)
         diff = np.array([np.mean(r[-len(names) :]) - single[r[0]].mean() for r in rs])
-        summary[key] = {
-            "windows": windows[key],
-            "seconds_per_volume": float(np.mean(timing[key])),
-            "dice": dict(zip(names, per.mean(0).tolist(), strict=True)),
-            "dice_mean": float(per.mean()),
-            "minus_single_mean": float(diff.mean()),
-            "minus_single_sd": float(diff.std()),
-            "n": len(rs),
-        }
-        s = summary[key]
-        print(
-            f"| {key} | {s['windows']} | {s['seconds_per_volume']:.2f} | "
-            + " | ".join(f"{v:.4f}" for v in s["dice"].values())
-            + f" | {s['dice_mean']:.4f} | {s['minus_single_mean']:+.4f} ({s['minus_single_sd']:.4f}) |"
-        )
+        summary[key] = summary_row(key, per, diff, names, "single", windows[key], timing[key])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -222,6 +245,56 @@ def main(argv: list[str] | None = None) -> int:
                 "rows": rows,
             },
             indent=1,
+        )
+    )
+    return 0
+
+
+def whole_volumes(args: argparse.Namespace, pair, net: str, records: list) -> int:
+    """``--whole``: every case whole through ``predict_volume`` at every overlap; table and JSON."""
+    from napari_medseg.evaluation.metrics import case_metrics
+    from napari_medseg.inference.engine import predict_volume, window_grid
+    from napari_medseg.io import load_labels, load_volume
+
+    if not records:
+        raise SystemExit("no cases: the model's card names no validation split; give --case-ids")
+    classes = sorted(c for c in pair.classes if c != 0)
+    names = [pair.classes[c] for c in classes]
+    overlaps = sorted(args.overlaps)
+    rows: dict[str, list] = {}
+    for rec in records:
+        vol = load_volume(rec.image_path)
+        truth = load_labels(rec.label_path, reference=vol).array.astype(np.int64)
+        for overlap in overlaps:
+            predict_volume(vol, pair, net, device="cpu", overlap=overlap)  # warm-up: same shapes, same caches
+            t = time.perf_counter()
+            pred = predict_volume(vol, pair, net, device="cpu", overlap=overlap)
+            seconds = time.perf_counter() - t
+            m = case_metrics(pred.labels, truth, classes, hd95=False)
+            n_windows = len(window_grid(vol.shape, pair.patch_size, overlap)[2])
+            rows.setdefault(f"{overlap:g}", []).append(
+                (rec.case_id, list(vol.shape), n_windows, seconds, *(float(m[f"dice_{c}"]) for c in classes))
+            )
+            print(
+                f"{rec.case_id} {vol.shape} overlap {overlap:g}: {n_windows} windows, {seconds:.2f} s",
+                flush=True,
+            )
+    top = rows[f"{overlaps[-1]:g}"]
+    summary = {}
+    print(f"\n{len(records)} cases whole, roi {pair.patch_size}, net {net}")
+    print(
+        f"| overlap | windows (mean) | s per volume | {' | '.join(names)} | mean | mean - overlap {overlaps[-1]:g} (sd) |"
+    )
+    print("| ---: | ---: | ---: |" + " ---: |" * (len(names) + 2))
+    for key, rs in rows.items():
+        per = np.array([r[4:] for r in rs], dtype=np.float64)
+        diff = per.mean(1) - np.array([r[4:] for r in top], dtype=np.float64).mean(1)
+        windows = float(np.mean([r[2] for r in rs]))
+        summary[key] = summary_row(key, per, diff, names, "top_overlap", windows, [r[3] for r in rs])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {"model": pair.model_id, "net": net, "mode": "whole", "summary": summary, "rows": rows}, indent=1
         )
     )
     return 0
