@@ -450,11 +450,12 @@ def _box_workers(device: torch.device) -> Iterator[Callable[[Callable[[_Box], _R
         _workers_depth += 1
         workers = _saved_threads
         torch.set_num_threads(1)
-    mode = torch.is_inference_mode_enabled()
+    mode, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
 
     def in_mode(fn: Callable[[_Box], _R]) -> Callable[[_Box], _R]:
         def call(box: _Box) -> _R:
-            with torch.inference_mode(mode):  # thread-local: the caller's mode, in each worker
+            # both modes are thread-local: each worker runs in the caller's
+            with torch.inference_mode(mode), torch.set_grad_enabled(grad):
                 return fn(box)
 
         return call
