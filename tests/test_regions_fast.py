@@ -7,6 +7,8 @@ border, long sheets that are split, pieces below the minimum size.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from regions_reference import slow_region_labels, slow_regions
@@ -150,6 +152,20 @@ def test_watershed_equals_scikit_image_on_ties_and_thin_pieces():
         assert np.array_equal(got, expected), shape
         split += len(np.unique(got[piece])) > 1
     assert split >= 10
+
+
+def test_watershed_falls_back_to_the_public_function_without_the_private_one(monkeypatch):
+    rng = np.random.default_rng(8)
+    piece = rng.random((6, 9, 7)) > 0.2
+    image = -(rng.integers(0, 3, piece.shape) / 2).astype(np.float32)
+    markers = np.zeros(piece.shape, np.int32)
+    markers.reshape(-1)[np.flatnonzero(piece)[[0, -1]]] = [1, 2]
+    direct = _watershed(image, markers, piece)
+    monkeypatch.setitem(sys.modules, "skimage.segmentation._watershed_cy", None)  # import fails
+    fallback = _watershed(image, markers, piece)
+    assert fallback.dtype == np.int32
+    assert np.array_equal(fallback, direct)
+    assert np.array_equal(fallback, watershed(image, markers, mask=piece, connectivity=3))
 
 
 def test_the_garbage_collector_is_left_as_it_was():

@@ -366,7 +366,7 @@ def _watershed(image: np.ndarray, markers: np.ndarray, mask: np.ndarray) -> np.n
     try:
         from skimage.morphology._util import _offsets_to_raveled_neighbors
         from skimage.segmentation._watershed_cy import watershed_raveled
-    except ImportError:  # pragma: no cover - scikit-image moved its internals
+    except ImportError:  # scikit-image moved its internals
         from skimage.segmentation import watershed
 
         return watershed(image, markers, mask=mask, connectivity=3).astype(np.int32, copy=False)
