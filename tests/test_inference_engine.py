@@ -99,8 +99,11 @@ def test_progress_reports_every_batch(hippo_volume):
 
 
 def test_cancel_stops_within_one_batch(hippo_volume):
+    """On the CPU the batches run side by side, one per torch thread: those running when cancel was
+    pressed finish, no other starts (out of 6 batches)."""
     net = CountingNet(tiny_net(5))
     token = CancelToken()
+    workers = max(1, torch.get_num_threads())
     with pytest.raises(Cancelled):
         predict_volume(
             hippo_volume,
@@ -110,7 +113,7 @@ def test_cancel_stops_within_one_batch(hippo_volume):
             cancel=token,
             progress=lambda done, total: token.cancel(),
         )
-    assert net.calls == 1  # the batch running when cancel was pressed finished, no other started
+    assert 1 <= net.calls <= workers
 
 
 def test_cancel_before_start_runs_nothing(hippo_volume):
@@ -126,8 +129,12 @@ def test_out_of_memory_retries_with_smaller_batch_and_reports_it(hippo_volume):
     reference = predict_volume(hippo_volume, tiny_net(6), roi=(16, 16, 16), sw_batch_size=4)
     flaky = CountingNet(tiny_net(6), fail=1)
     warnings: list[str] = []
+    workers = max(1, torch.get_num_threads())  # batches run side by side on the CPU, one per thread
     pred = predict_volume(hippo_volume, flaky, roi=(16, 16, 16), sw_batch_size=4, warn=warnings.append)
-    assert flaky.batch_sizes[0] == 2 and max(flaky.batch_sizes) == 2
+    # batches of 4 ran only beside the one that failed (their results dropped); every later one has 2
+    assert flaky.batch_sizes.count(4) <= workers - 1 and set(flaky.batch_sizes) <= {2, 4}
+    n_windows = len(window_grid(hippo_volume.shape, (16, 16, 16), 0.5)[2])
+    assert flaky.batch_sizes.count(2) >= n_windows // 2 - 2 and flaky.batch_sizes[-1] == 2
     assert len(pred.messages) == 1 and "out of memory" in pred.messages[0]
     assert warnings == pred.messages
     np.testing.assert_array_equal(pred.labels, reference.labels)
@@ -135,9 +142,11 @@ def test_out_of_memory_retries_with_smaller_batch_and_reports_it(hippo_volume):
 
 def test_out_of_memory_with_single_window_on_cpu_is_a_user_error_not_a_crash(hippo_volume):
     always = CountingNet(tiny_net(7), fail=10**6)
+    workers = max(1, torch.get_num_threads())
     with pytest.raises(InputError, match="too large for the available memory"):
         predict_volume(hippo_volume, always, roi=(16, 16, 16), sw_batch_size=2)
-    assert always.calls == 2  # batch 2, then batch 1, then give up on the CPU
+    # batch 2 (one per thread, side by side), then batch 1, then give up on the CPU
+    assert 2 <= always.calls <= workers + 1
 
 
 def test_other_errors_are_not_swallowed(hippo_volume):

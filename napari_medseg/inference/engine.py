@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +38,7 @@ from torch import nn
 
 from napari_medseg.errors import InputError
 from napari_medseg.inference.cancel import CancelToken
+from napari_medseg.inference.cpu_threads import Workers, in_caller_modes, python_threads
 from napari_medseg.inference.device import free_memory_bytes, native_bf16, resolve_device
 from napari_medseg.inference.prediction import Prediction
 from napari_medseg.inference.regions import (
@@ -177,8 +181,45 @@ def sliding_window_probs(
         acc = None if acc is None else acc.to(device)
         wsum = None if wsum is None else wsum.to(device)
 
+    def forward(chunk: list[tuple[slice, ...]]) -> torch.Tensor:
+        """Softmax of every net on the windows ``chunk``, concatenated over nets ``(b, N*C, *roi)``."""
+        patches = torch.cat([x[(slice(None), slice(None), *sl)] for sl in chunk], 0)
+        use_amp = amp and native_bf16(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            return torch.cat([torch.softmax(net(patches).float(), 1) for net in nets], 1)
+
+    def blend(chunk: list[tuple[slice, ...]], out: torch.Tensor) -> None:
+        """Add the Gaussian-weighted outputs of ``chunk`` to the accumulators (made on first use)."""
+        nonlocal acc, wsum
+        if acc is None:
+            if single:
+                acc = out[0]
+                return
+            acc_device = _accumulator_device(device, (out.shape[1] + 1) * math.prod(padded) * 4)
+            if acc_device != device:
+                warn("the volume's probabilities do not fit in GPU memory: blending them on the CPU")
+            acc = torch.zeros((out.shape[1], *padded), dtype=torch.float32, device=acc_device)
+            wsum = torch.zeros((1, *padded), dtype=torch.float32, device=acc_device)
+        if single:
+            return
+        out = out.to(acc.device)
+        w = weight.to(acc.device)
+        for k, sl in enumerate(chunk):
+            acc[(slice(None), *sl)].addcmul_(out[k], w)
+            wsum[(slice(None), *sl)].add_(w)
+
     done = 0
-    with torch.inference_mode():
+    chunks = [slices[i : i + batch] for i in range(0, n_windows, batch)]
+    with torch.inference_mode(), python_threads(device, 0 if probe else len(chunks)) as workers:
+        if workers is not None:  # CPU: windows side by side on Python threads, blended here in order
+            done, oom = _threaded_windows(
+                workers, chunks, in_caller_modes(forward), blend, n_windows, progress, cancel
+            )
+            if oom is not None:  # the rest in the loop below, as there: smaller batches, then give up
+                if batch == 1:
+                    raise _too_large() from oom
+                batch = max(1, batch // 2)
+                warn(f"out of memory on {device.type}: retrying with {batch} window(s) per batch")
         while done < n_windows:
             if cancel is not None:
                 cancel.check()
@@ -187,30 +228,11 @@ def sliding_window_probs(
                 if probe:
                     torch.cuda.reset_peak_memory_stats(device)
                     base = torch.cuda.memory_allocated(device)
-                patches = torch.cat([x[(slice(None), slice(None), *sl)] for sl in chunk], 0)
-                use_amp = amp and native_bf16(device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    out = torch.cat([torch.softmax(net(patches).float(), 1) for net in nets], 1)
+                out = forward(chunk)
                 if probe:  # memory of one window's forward pass, before the accumulators exist
                     per_window = max(torch.cuda.max_memory_allocated(device) - base, 1)
-                if acc is None:
-                    if single:
-                        acc = out[0]
-                    else:
-                        acc_device = _accumulator_device(device, (out.shape[1] + 1) * math.prod(padded) * 4)
-                        if acc_device != device:
-                            warn(
-                                "the volume's probabilities do not fit in GPU memory: blending them on the CPU"
-                            )
-                        acc = torch.zeros((out.shape[1], *padded), dtype=torch.float32, device=acc_device)
-                        wsum = torch.zeros((1, *padded), dtype=torch.float32, device=acc_device)
-                if not single:
-                    out = out.to(acc.device)
-                    w = weight.to(acc.device)
-                    for k, sl in enumerate(chunk):
-                        acc[(slice(None), *sl)].addcmul_(out[k], w)
-                        wsum[(slice(None), *sl)].add_(w)
-                del out, patches
+                blend(chunk, out)
+                del out
             except Exception as err:  # noqa: BLE001 - only OOM is handled, anything else re-raised
                 if not _is_oom(err):
                     raise
@@ -227,9 +249,7 @@ def sliding_window_probs(
                     )
                     to_device(torch.device("cpu"))
                     continue
-                raise InputError(
-                    "the volume is too large for the available memory; try a smaller crop or a machine with more RAM"
-                ) from err
+                raise _too_large() from err
             if probe:
                 batch = auto_batch_size(device, per_window, n_windows)
                 probe = False
@@ -242,6 +262,63 @@ def sliding_window_probs(
             acc /= wsum
         crop = tuple(slice(b, b + s) for (b, _a), s in zip(pads, shape, strict=True))
         return acc[(slice(None), *crop)], device
+
+
+def _too_large() -> InputError:
+    return InputError(
+        "the volume is too large for the available memory; try a smaller crop or a machine with more RAM"
+    )
+
+
+def _threaded_windows(
+    workers: Workers,
+    chunks: list[list[tuple[slice, ...]]],
+    forward: Callable[[list[tuple[slice, ...]]], torch.Tensor],
+    blend: Callable[[list[tuple[slice, ...]], torch.Tensor], None],
+    n_windows: int,
+    progress: ProgressFn | None,
+    cancel: CancelToken | None,
+) -> tuple[int, BaseException | None]:
+    """Run ``forward`` on the chunks of windows on ``workers`` and ``blend`` each result in window order.
+
+    Returns ``(windows blended, None)``, or, when a chunk ran out of memory, the windows blended before
+    it and the error (the chunks after it are dropped).
+
+    One chunk per worker is in flight; the next starts as soon as the oldest is blended, so memory stays
+    at a few windows' outputs. The cancel token is checked before the first chunk and after each blended
+    one: on cancel the chunks already running finish (one per worker, a fraction of a second) and no
+    other starts.
+    """
+    pending: deque[tuple[list[tuple[slice, ...]], Future[torch.Tensor]]] = deque()
+    todo = iter(chunks)
+    done = 0
+    if cancel is not None:
+        cancel.check()
+    try:
+        for chunk in islice(todo, workers.count):
+            pending.append((chunk, workers.submit(forward, chunk)))
+        while pending:
+            chunk, future = pending.popleft()
+            try:
+                out = future.result()
+            except Exception as err:  # noqa: BLE001 - only OOM is handed back, anything else re-raised
+                if _is_oom(err):
+                    return done, err
+                raise
+            blend(chunk, out)
+            del out
+            done += len(chunk)
+            if progress is not None:
+                progress(done, n_windows)
+            if cancel is not None:
+                cancel.check()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt, workers.submit(forward, nxt)))
+        return done, None
+    finally:
+        for _chunk, future in pending:  # the running ones end before the workers' pool closes
+            future.cancel()
 
 
 def _resolve_nets(

@@ -21,9 +21,7 @@ for the measurement behind that choice).
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,6 +29,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from napari_medseg.inference.cpu_threads import python_threads
 
 #: Methods accepted by :func:`pair_uncertainty`.
 PAIR_METHODS = ("entropy", "jsd", "tv", "jsd_entropy")
@@ -404,7 +404,7 @@ def pair_maps(
         unc.view(-1).index_copy_(0, flat, v.to(dtype))
         return flat, v
 
-    with _box_workers(device) as run:
+    with _box_workers(device, len(boxes)) as run:
         foreground = sum(run(label_box, boxes))  # labels are 0 (background) in every settled block
         _fill_halo(nets, halo)
         per_box = run(band_box, boxes)
@@ -422,55 +422,19 @@ def pair_maps(
     )
 
 
-_WORKERS_LOCK = threading.Lock()
-_workers_depth = 0
-_saved_threads = 1
-
-
 @contextmanager
-def _box_workers(device: torch.device) -> Iterator[Callable[[Callable[[_Box], _R], list[_Box]], list[_R]]]:
-    """A ``run(fn, boxes) -> [fn(box), ...]`` that spreads the boxes over the CPU's torch threads.
-
-    The per-box steps are a few dozen torch ops each. Run one after another with every op split over
-    the torch threads, each op wakes the sleeping OpenMP workers (``OMP_WAIT_POLICY=PASSIVE``, set in
-    ``napari_medseg/__init__.py`` so a busy second core never stalls a barrier). Instead, while the
-    block runs torch uses one thread per op and as many Python threads as it had torch threads take
-    boxes in turn: the ops release the GIL, so the boxes run side by side (512x512x300 CT map, 2
-    cores: ``pair_maps`` 0.55-0.58 s -> 0.42-0.45 s, bench/RESULTS.md). Boxes write disjoint parts of
-    the outputs. The torch thread count is process-wide: it is restored when the last such block in
-    the process ends. On a GPU, or with one torch thread, the boxes run in order.
-    """
-    global _workers_depth, _saved_threads
-    if device.type != "cpu":
-        yield lambda fn, boxes: [fn(box) for box in boxes]
-        return
-    with _WORKERS_LOCK:
-        if _workers_depth == 0:
-            _saved_threads = torch.get_num_threads()
-        _workers_depth += 1
-        workers = _saved_threads
-        torch.set_num_threads(1)
-    mode, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
-
-    def in_mode(fn: Callable[[_Box], _R]) -> Callable[[_Box], _R]:
-        def call(box: _Box) -> _R:
-            # both modes are thread-local: each worker runs in the caller's
-            with torch.inference_mode(mode), torch.set_grad_enabled(grad):
-                return fn(box)
-
-        return call
-
-    try:
-        if workers < 2:
+def _box_workers(
+    device: torch.device, n_boxes: int
+) -> Iterator[Callable[[Callable[[_Box], _R], list[_Box]], list[_R]]]:
+    """A ``run(fn, boxes) -> [fn(box), ...]``: on a CPU with several torch threads the boxes go to as
+    many Python threads, each op on one torch thread (:mod:`~napari_medseg.inference.cpu_threads`;
+    512x512x300 CT map, 2 cores: ``pair_maps`` 0.55-0.58 s -> 0.42-0.45 s, bench/RESULTS.md). The boxes
+    write disjoint parts of the outputs. Elsewhere they run in order in the calling thread."""
+    with python_threads(device, n_boxes) as workers:
+        if workers is None:
             yield lambda fn, boxes: [fn(box) for box in boxes]
         else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="pair-maps") as pool:
-                yield lambda fn, boxes: list(pool.map(in_mode(fn), boxes))
-    finally:
-        with _WORKERS_LOCK:
-            _workers_depth -= 1
-            if _workers_depth == 0:
-                torch.set_num_threads(_saved_threads)
+            yield workers.map
 
 
 def _zeros(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
