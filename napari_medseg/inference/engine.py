@@ -16,9 +16,12 @@ Pipeline of :func:`predict_volume`::
 The networks work directly in the Volume's own voxel order, so the outputs lie on the source grid
 with no resampling. Batches run under ``torch.inference_mode`` and, where the device computes bf16
 natively (CUDA; CPUs with AVX512-BF16 or AMX: :func:`~napari_medseg.inference.device.native_bf16`), bf16
-autocast; the blending and everything after it stay float32. The cancel
-token is checked and the progress callback called between batches. A CUDA out-of-memory error halves
-the batch and retries; at batch size 1 the networks move to the CPU. Each fallback adds a message.
+autocast; the blending and everything after it stay float32. On a CPU with several torch threads the
+batches run side by side on as many Python threads, one torch thread each
+(:mod:`~napari_medseg.inference.cpu_threads`), and are blended in window order. The cancel token is checked
+and the progress callback called between batches (on the CPU the batches already running finish). A
+CUDA out-of-memory error halves the batch and retries; at batch size 1 the networks move to the CPU.
+Each fallback adds a message.
 """
 
 from __future__ import annotations
