@@ -197,3 +197,32 @@ def test_with_every_label_approved_there_is_no_forget_rate(hippo_dir, tmp_path):
     weights, forget = tr.voxel_weights(batch["approved"], given, probs, losses, epoch=3)
     assert forget == 0.0
     assert all(bool((w == 1).all()) for w in weights.values())
+
+
+def test_a_step_on_network_threads_equals_the_step_in_order(hippo_dir, tmp_path):
+    """On the CPU each network's forward and backward run on its own Python thread: the same update as
+    one thread running them in turn (label correction included)."""
+    before = torch.get_num_threads()
+    batch = None
+    steps = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            tr = _trainer(hippo_dir, tmp_path / str(threads), batch_size=2, epochs=2)
+            tr.correction.admitted[:] = True
+            if batch is None:
+                batch = next(iter(tr.loader))
+            logged = [tr.train_step(batch, epoch=1) for _ in range(2)]
+            assert torch.get_num_threads() == threads
+            steps[threads] = (tr, logged)
+    finally:
+        torch.set_num_threads(before)
+    (one, log_one), (two, log_two) = steps[1], steps[2]
+    assert "loss_labels" in log_two[-1]
+    for a, b in zip(log_one, log_two, strict=True):
+        for key in ("loss_unetr", "loss_bsnet", "loss_labels"):
+            assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), key
+    for name in one.nets:
+        for p, q in zip(one.nets[name].parameters(), two.nets[name].parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(one.correction.logits, two.correction.logits, rtol=1e-4, atol=1e-5)

@@ -83,6 +83,16 @@ def python_threads(device: torch.device, pieces: int = 2) -> Iterator[Workers | 
                 torch.set_num_threads(_saved)
 
 
+@contextmanager
+def side_by_side(
+    device: torch.device, pieces: int
+) -> Iterator[Callable[[Callable[[_T], _R], Sequence[_T]], list[_R]]]:
+    """A ``run(fn, items) -> [fn(item), ...]`` for this block: on :func:`python_threads` where they apply
+    (each call in the caller's torch modes), else in order in the calling thread."""
+    with python_threads(device, pieces) as workers:
+        yield workers.map if workers is not None else (lambda fn, items: [fn(item) for item in items])
+
+
 def _spinning() -> bool:
     """Whether the user asked OpenMP workers to spin (``OMP_WAIT_POLICY=ACTIVE``): then an idle worker of
     torch's own team keeps a core busy for good, and Python threads beside it would share what is left

@@ -21,16 +21,14 @@ for the measurement behind that choice).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_medseg.inference.cpu_threads import python_threads
+from napari_medseg.inference.cpu_threads import side_by_side
 
 #: Methods accepted by :func:`pair_uncertainty`.
 PAIR_METHODS = ("entropy", "jsd", "tv", "jsd_entropy")
@@ -45,8 +43,6 @@ DEFAULT_METHOD = "entropy"
 DEFAULT_BAND_RADIUS = 3
 
 _EPS = 1e-7
-_Box = tuple[slice, slice, slice]
-_R = TypeVar("_R")
 
 
 def _xlogx(p: torch.Tensor) -> torch.Tensor:
@@ -329,7 +325,8 @@ def pair_maps(
     mixed only where the two nets' argmax differ (where they agree, every mix agrees); that equals the
     dense ``argmax(w·p_A + (1 − w)·p_B)`` except where rounding the mix ties two classes exactly.
     On a CPU with several torch threads the boxes are shared among as many Python threads, each op on
-    one torch thread (:func:`_box_workers`); torch's thread count is restored afterwards.
+    one torch thread (:func:`~napari_medseg.inference.cpu_threads.side_by_side`); torch's thread count is
+    restored afterwards.
 
     Args:
         p_a, p_b: class probabilities ``(C, I, J, K)`` of the two networks (any float dtype).
@@ -404,7 +401,8 @@ def pair_maps(
         unc.view(-1).index_copy_(0, flat, v.to(dtype))
         return flat, v
 
-    with _box_workers(device, len(boxes)) as run:
+    # boxes side by side on the CPU (2 cores, 512x512x300 map: 0.55-0.58 s -> 0.42-0.45 s, RESULTS session 8)
+    with side_by_side(device, len(boxes)) as run:
         foreground = sum(run(label_box, boxes))  # labels are 0 (background) in every settled block
         _fill_halo(nets, halo)
         per_box = run(band_box, boxes)
@@ -420,21 +418,6 @@ def pair_maps(
         band_values=band_values,
         foreground=foreground,
     )
-
-
-@contextmanager
-def _box_workers(
-    device: torch.device, n_boxes: int
-) -> Iterator[Callable[[Callable[[_Box], _R], list[_Box]], list[_R]]]:
-    """A ``run(fn, boxes) -> [fn(box), ...]``: on a CPU with several torch threads the boxes go to as
-    many Python threads, each op on one torch thread (:mod:`~napari_medseg.inference.cpu_threads`;
-    512x512x300 CT map, 2 cores: ``pair_maps`` 0.55-0.58 s -> 0.42-0.45 s, bench/RESULTS.md). The boxes
-    write disjoint parts of the outputs. Elsewhere they run in order in the calling thread."""
-    with python_threads(device, n_boxes) as workers:
-        if workers is None:
-            yield lambda fn, boxes: [fn(box) for box in boxes]
-        else:
-            yield workers.map
 
 
 def _zeros(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -37,9 +37,10 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_medseg.errors import CheckpointError, InputError
+from napari_medseg.inference.cpu_threads import side_by_side
 from napari_medseg.inference.device import native_bf16
 from napari_medseg.io.atomic import atomic_write_bytes, atomic_write_with
 from napari_medseg.models.boundary import boundary_band, boundary_targets
@@ -70,6 +72,8 @@ from napari_medseg.training.losses import (
     voxel_ce,
 )
 from napari_medseg.training.selection import forget_rate, noise_share, select_voxels, selectors
+
+_T = TypeVar("_T")
 
 NET_NAMES = ("unetr", "bsnet")
 #: UNETR weights tried for the pair proposal ``w·p_UNETR + (1−w)·p_BS-Net`` (BS-Net gets ``1 − w``).
@@ -292,6 +296,15 @@ class CoCorrectingTrainer:
             return out[0], out[1:]
         return out, ()
 
+    def _per_net(self, fn: Callable[[str], _T]) -> list[_T]:
+        """``[fn(name) for name in self.nets]``: on the CPU each network on its own Python thread with one
+        torch thread per op (:mod:`~napari_medseg.inference.cpu_threads`). Used for the forward and the
+        backward passes only: the two graphs share nothing (the label-correction loss sees detached
+        probabilities), while the losses, the selection and the optimizer between them keep torch's
+        threads. In order elsewhere (GPU, one thread, one network, several processes)."""
+        with side_by_side(self.device, 0 if self.dist.enabled else len(self.nets)) as run:
+            return run(fn, list(self.nets))
+
     def voxel_weights(
         self,
         approved: Any,
@@ -351,8 +364,12 @@ class CoCorrectingTrainer:
         target = corr.target
         hard = target.argmax(1)
 
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            outs = {name: self._forward(name, x) for name in self.nets}
+        def forward(name: str) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                return self._forward(name, x)
+
+        names = list(self.nets)
+        outs = dict(zip(names, self._per_net(forward), strict=True))
         logits = {n: o[0].float() for n, o in outs.items()}
         probs = {n: torch.softmax(v, 1) for n, v in logits.items()}
         vce = {n: voxel_ce(v, target) for n, v in logits.items()}
@@ -360,7 +377,7 @@ class CoCorrectingTrainer:
         weights, forget = self.voxel_weights(batch["approved"], given, probs, vce, epoch)
 
         parts: dict[str, float] = {}
-        total = x.new_zeros(())
+        net_loss: dict[str, torch.Tensor] = {}
         for name in self.nets:
             loss = _weighted_mean(vce[name], weights[name]) + masked_soft_dice(
                 probs[name], target, weights[name]
@@ -373,17 +390,20 @@ class CoCorrectingTrainer:
                     loss = loss + w * seg_loss(d.float(), downsample_labels(hard, d.shape[2:]))
                 loss = loss + cfg.boundary_weight * boundary_loss(boundary, boundary_targets(hard))
             parts[f"loss_{name}"] = float(loss.detach())
-            total = total + loss
+            net_loss[name] = loss
 
+        lab_loss = None
         if self.correction is not None and corr.pos.numel():
             lab_loss = self.correction.loss(corr, [probs[n] for n in self.nets], cfg.alpha)
             parts["loss_labels"] = float(lab_loss.detach()) / max(1, corr.pos.numel())
-            total = total + lab_loss
 
         self.optimizer.zero_grad(set_to_none=True)
         if self.correction is not None:
             self.label_optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        # the gradient of the summed loss, graph by graph: each net's own, and the labels' (detached probs)
+        self._per_net(lambda name: net_loss[name].backward())
+        if lab_loss is not None:
+            lab_loss.backward()
         self.optimizer.step()
         if self.correction is not None:
             # every rank reduces (even with no corrected voxel this step), or the job deadlocks
