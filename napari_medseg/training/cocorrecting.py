@@ -510,8 +510,12 @@ class CoCorrectingTrainer:
             region = np.zeros(case.image.shape, dtype=bool)
             region[case.region()] = True  # the case itself, not its padding
             inside = torch.from_numpy(center_crop_or_pad(region, self.cfg.patch))[None]
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                probs = {n: torch.softmax(net(x).float(), 1).cpu() for n, net in self.nets.items()}
+
+            def predict(name: str, x: torch.Tensor = x) -> torch.Tensor:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    return torch.softmax(self.nets[name](x).float(), 1).cpu()
+
+            probs = dict(zip(self.nets, self._per_net(predict), strict=True))
             for w in weights:
                 probs[f"pair@{w}"] = w * probs["unetr"] + (1 - w) * probs["bsnet"]
             y = F.one_hot(label, K).permute(0, 4, 1, 2, 3)
