@@ -47,8 +47,8 @@ class Workers:
         return list(self.pool.map(in_caller_modes(fn), items))
 
     def submit(self, fn: Callable[[_T], _R], item: _T) -> Future[_R]:
-        """``fn(item)`` on a thread (wrap ``fn`` with :func:`in_caller_modes` first where modes matter)."""
-        return self.pool.submit(fn, item)
+        """``fn(item)`` on a thread, in the caller's torch modes."""
+        return self.pool.submit(in_caller_modes(fn), item)
 
 
 @contextmanager

@@ -41,7 +41,7 @@ from torch import nn
 
 from napari_medseg.errors import InputError
 from napari_medseg.inference.cancel import CancelToken
-from napari_medseg.inference.cpu_threads import Workers, in_caller_modes, python_threads
+from napari_medseg.inference.cpu_threads import Workers, python_threads
 from napari_medseg.inference.device import free_memory_bytes, native_bf16, resolve_device
 from napari_medseg.inference.prediction import Prediction
 from napari_medseg.inference.regions import (
@@ -213,11 +213,9 @@ def sliding_window_probs(
 
     done = 0
     chunks = [slices[i : i + batch] for i in range(0, n_windows, batch)]
-    with torch.inference_mode(), python_threads(device, 0 if probe else len(chunks)) as workers:
+    with torch.inference_mode(), python_threads(device, len(chunks)) as workers:
         if workers is not None:  # CPU: windows side by side on Python threads, blended here in order
-            done, oom = _threaded_windows(
-                workers, chunks, in_caller_modes(forward), blend, n_windows, progress, cancel
-            )
+            done, oom = _threaded_windows(workers, chunks, forward, blend, n_windows, progress, cancel)
             if oom is not None:  # the rest in the loop below, as there: smaller batches, then give up
                 if batch == 1:
                     raise _too_large() from oom
