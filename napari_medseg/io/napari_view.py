@@ -66,12 +66,12 @@ def layer_kwargs(vol: Volume | np.ndarray) -> dict[str, Any]:
         dict with ``scale`` (3 floats > 0), ``translate`` (3 floats) and, when not identity, ``rotate``
         (3×3 orthogonal matrix, possibly improper) and ``shear`` (3×3 upper-triangular, unit diagonal).
     """
-    import scipy.linalg
-
     affine = vol.affine if isinstance(vol, Volume) else np.asarray(vol, np.float64)
     disp = display_affine(affine)
     linear = disp[:3, :3]
-    q, tri = scipy.linalg.qr(linear)  # linear = q @ tri, tri upper triangular
+    # numpy's QR, not scipy's: the same LAPACK factorisation, without importing scipy.linalg in the GUI
+    # thread on the first open (0.17 s)
+    q, tri = np.linalg.qr(linear)  # linear = q @ tri, tri upper triangular
     signs = np.sign(np.diag(tri))
     signs[signs == 0] = 1.0
     q = q * signs  # flip columns so that diag(tri) > 0

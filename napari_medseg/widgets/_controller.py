@@ -42,11 +42,13 @@ def controller_for(viewer: napari.Viewer) -> ReviewController:
     viewer = unwrap(viewer)
     ctrl = _CONTROLLERS.get(viewer)
     if ctrl is None:
+        from napari_medseg.widgets import _warmup
         from napari_medseg.widgets._close_guard import install_close_guard
         from napari_medseg.widgets.layout import prefer_our_reader
         from napari_medseg.widgets.shortcuts import install_shortcuts
 
         prefer_our_reader()
+        _warmup.start()  # napari's lazy imports of the first open, off the GUI thread
 
         ctrl = _CONTROLLERS[viewer] = ReviewController(viewer)
         install_shortcuts(viewer, ctrl)
