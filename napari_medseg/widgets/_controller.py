@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from psygnal import Signal
 
 from napari_medseg.errors import LockedError, MedsegError, StaleSaveError
+from napari_medseg.memory import give_back_freed_memory
 from napari_medseg.widgets import _dialogs, _layers, _notify
 from napari_medseg.widgets._background import run_in_background
 
@@ -256,6 +257,7 @@ class ReviewController:
         if s.proposal is not None:
             _layers.show_uncertainty(self.viewer, s, band_only=self.band_only)
         self.describe_overlay()
+        give_back_freed_memory()  # the previous case's arrays and layers are gone by now (2-3 ms)
         self.case_opened.emit(case_id)
         return True
 
@@ -400,6 +402,7 @@ class ReviewController:
             self.prediction_finished.emit(None)
             return
         self.show_prediction(prediction)
+        give_back_freed_memory()  # the model run's temporaries
         for msg in [*prediction.messages, saved.reason]:
             if msg:
                 _notify.info(msg)
