@@ -578,3 +578,21 @@ def test_a_case_that_fails_to_load_leaves_no_half_open_case(app, monkeypatch, fa
     assert any(n.startswith("error:") and expected in n for n in app.notes), app.notes
     assert ctrl.session.case_id is None and _layers.LABELS not in app.viewer.layers
     assert store.case(second).lock_owner is None and store.case(first).lock_owner is None
+
+
+def test_the_brush_stays_on_the_layer_being_edited(app, qtbot):
+    """Helper layers (heat map, region circle) never take the active layer from the labels: an annotator
+    who jumps to a region paints there at once."""
+    viewer, ctrl, panels = app.viewer, app.ctrl, app.panels
+    assert panels["cases"].open_row(0)
+    _predict(app, qtbot)
+    ctrl.session.save_version("")  # the stored proposal now comes back with the case
+    assert panels["cases"].open_row(1) and panels["cases"].open_row(0)
+    assert _layers.UNCERTAINTY in viewer.layers  # the heat map was rebuilt on opening
+    assert viewer.layers.selection.active is viewer.layers[_layers.LABELS]
+    assert ctrl.step_region(1) and _layers.REGION in viewer.layers  # the circle is added on the first jump
+    assert viewer.layers.selection.active is viewer.layers[_layers.LABELS]
+    # whatever the user chose stays chosen, e.g. fixing the proposal itself
+    viewer.layers.selection.active = viewer.layers[_layers.PROPOSAL]
+    assert ctrl.step_region(1)
+    assert viewer.layers.selection.active is viewer.layers[_layers.PROPOSAL]

@@ -8,6 +8,8 @@ physical position (mm, world axes ``(S, A, R)``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +61,18 @@ def label_colormap(classes: dict[int, str] | None = None):  # noqa: ANN201 - Dir
     from napari_medseg.io.label_colors import napari_color_dict
 
     return DirectLabelColormap(color_dict=napari_color_dict())
+
+
+@contextmanager
+def _keep_active(viewer: napari.Viewer) -> Iterator[None]:
+    """Add helper layers (heat map, region circle, letters) without taking the active layer from the one
+    being edited: napari makes every added layer the active one, and the brush follows it."""
+    active = viewer.layers.selection.active
+    try:
+        yield
+    finally:
+        if active is not None and active in viewer.layers:
+            viewer.layers.selection.active = active
 
 
 def _name_classes(layer: Any, classes: dict[int, str]) -> None:
@@ -176,16 +190,17 @@ def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
     follow the camera (:func:`place_markers`), so they stay on screen when zoomed in."""
     _remove(viewer, MARKERS)
     marks = axial_marker_positions(visible_box(viewer, image))
-    layer = viewer.add_points(
-        np.array([[y, x] for _, y, x in marks]),
-        name=MARKERS,
-        size=0.1,
-        face_color="transparent",
-        border_width=0,
-        features={"letter": [m[0] for m in marks]},
-        text={"string": "{letter}", "color": "yellow", "size": 16},
-        units=UNITS[1:],
-    )
+    with _keep_active(viewer):
+        layer = viewer.add_points(
+            np.array([[y, x] for _, y, x in marks]),
+            name=MARKERS,
+            size=0.1,
+            face_color="transparent",
+            border_width=0,
+            features={"letter": [m[0] for m in marks]},
+            text={"string": "{letter}", "color": "yellow", "size": 16},
+            units=UNITS[1:],
+        )
     layer.editable = False
     return layer
 
@@ -222,16 +237,17 @@ def show_region(viewer: napari.Viewer, world: tuple[float, ...], radius_mm: floa
     point = np.asarray([world], dtype=np.float64)
     size = 2.0 * radius_mm + 4.0  # a little outside the region, so its colours stay visible
     if layer is None:
-        layer = viewer.add_points(
-            point,
-            name=REGION,
-            symbol="disc",
-            size=size,
-            face_color="transparent",
-            border_color="cyan",
-            border_width=0.06,
-            units=UNITS,
-        )
+        with _keep_active(viewer):
+            layer = viewer.add_points(
+                point,
+                name=REGION,
+                symbol="disc",
+                size=size,
+                face_color="transparent",
+                border_color="cyan",
+                border_width=0.06,
+                units=UNITS,
+            )
         layer.editable = False
     else:
         layer.data = point
@@ -264,16 +280,17 @@ def show_uncertainty(
         layer.data = to_display(data)
         return layer
     _remove(viewer, UNCERTAINTY)
-    layer = viewer.add_image(
-        to_display(data),
-        name=UNCERTAINTY,
-        colormap=overlay_colormap(),
-        blending="translucent",
-        opacity=OVERLAY_OPACITY,
-        contrast_limits=(OVERLAY_THRESHOLD, 1.0),
-        visible=visible,
-        **_geometry(session),
-    )
+    with _keep_active(viewer):
+        layer = viewer.add_image(
+            to_display(data),
+            name=UNCERTAINTY,
+            colormap=overlay_colormap(),
+            blending="translucent",
+            opacity=OVERLAY_OPACITY,
+            contrast_limits=(OVERLAY_THRESHOLD, 1.0),
+            visible=visible,
+            **_geometry(session),
+        )
     layer.metadata["band_only"] = band_only
     layer.colorbar.visible = True
     for name in (MARKERS, REGION):  # markers stay on top
@@ -287,15 +304,16 @@ def show_probabilities(viewer: napari.Viewer, session: ReviewSession, prediction
     for name, probs in prediction.probs.items():
         fg = 1.0 - np.asarray(probs[0], dtype=np.float32)
         _remove(viewer, PROB_PREFIX + name)
-        viewer.add_image(
-            to_display(fg),
-            name=PROB_PREFIX + name,
-            colormap="viridis",
-            contrast_limits=(0.0, 1.0),
-            blending="additive",
-            visible=False,
-            **_geometry(session),
-        )
+        with _keep_active(viewer):
+            viewer.add_image(
+                to_display(fg),
+                name=PROB_PREFIX + name,
+                colormap="viridis",
+                contrast_limits=(0.0, 1.0),
+                blending="additive",
+                visible=False,
+                **_geometry(session),
+            )
 
 
 def show_diff(viewer: napari.Viewer, session: ReviewSession, diff: LabelDiff) -> Any:
@@ -313,12 +331,11 @@ def show_diff(viewer: napari.Viewer, session: ReviewSession, diff: LabelDiff) ->
             REMOVED: (1.0, 0.15, 0.15, 1.0),
         }
     )
-    layer = viewer.add_labels(
-        to_display(diff.map), name=DIFF, colormap=cmap, opacity=0.9, **_geometry(session)
-    )
+    with _keep_active(viewer):
+        layer = viewer.add_labels(
+            to_display(diff.map), name=DIFF, colormap=cmap, opacity=0.9, **_geometry(session)
+        )
     layer.editable = False
-    if LABELS in viewer.layers:
-        viewer.layers.selection.active = viewer.layers[LABELS]
     return layer
 
 
