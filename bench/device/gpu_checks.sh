@@ -7,7 +7,8 @@
 #   REHEARSAL=1 OUT=/tmp/gpu_out bash bench/device/gpu_checks.sh
 #
 # Every step has its own time limit and the run skips a step when the time left (BUDGET_S, default 540 s)
-# cannot hold it, so whatever finished comes back; STEPS="i10_ct300 i9_pvs" runs only the steps named. $OUT receives at most 8 files (the device tool's limit):
+# cannot hold it, so whatever finished comes back; STEPS="i10_ct300 i9_pvs" runs only the steps named
+# (i10_variants runs only when named). $OUT receives at most 8 files (the device tool's limit):
 # checks.log (environment, each step's command, exit status and tail) and one full log per step.
 set -u
 OUT=${OUT:?set OUT to a folder for the results}
@@ -61,7 +62,8 @@ if [ "$REHEARSAL" = 1 ]; then
   POST=(--ct 24 --post-only --repeat 1)
   TRAIN=(--epochs 1 --limit-cases 6 --val-cases 3 --batch-size 2 --config '{"unetr": {"hidden_size": 96, "mlp_dim": 384, "num_heads": 4, "feature_size": 8}, "bsnet": {"filters": [8, 16, 32, 64]}}')
   PVS=(--scale tiny)
-  LIM=(120 240 120 120 240 400)
+  VAR=(--batch 1 --repeat 2 --variants eager channels_last cuda_graphs)
+  LIM=(120 240 120 120 240 400 120)
 else
   SMALL=(--repeat 5)
   CT=(--ct 300 --repeat 2)
@@ -69,7 +71,8 @@ else
   POST=(--ct 300 --post-only --repeat 5)
   TRAIN=(--epochs 4 --val-cases 40 --batch-size 4 --lr 1e-3)
   PVS=(--scale gpu --epochs 20)
-  LIM=(45 120 100 35 110 140)
+  VAR=(--batch 16 --repeat 10)
+  LIM=(45 120 100 35 110 140 150)
 fi
 
 # issue 10: engine vs MONAI (hippocampus case, CT example), the whole CT with the bundled pair, the issue's
@@ -90,4 +93,9 @@ step i9_pvs "${LIM[5]}" bash -c 'trap "kill 0" TERM; args=("$@")
   done; wait; tail -n 3 /tmp/pvs_*.log; python3 bench/pair_vs_single.py --table /tmp/pvs' \
   _ --device "$DEVICE" --threads 2 "${PVS[@]}"
 tar -czf "$OUT/pvs.tar.gz" -C /tmp pvs 2>/dev/null || true
+# issue 10 item 2, opt-in (name it in STEPS; not in the default run, whose steps fill the budget): do
+# channels-last 3D, torch.compile or CUDA graphs pay for the window step? (compilation alone ~40 s a net)
+if [[ " ${STEPS:-} " == *" i10_variants "* ]]; then
+  step i10_variants "${LIM[6]}" python3 bench/bench_variants.py --device "$DEVICE" "${VAR[@]}"
+fi
 echo "# done in $(($(date +%s) - START)) s" >>"$LOG"
