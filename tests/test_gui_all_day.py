@@ -3,7 +3,7 @@ memory, threads and open files recorded after each case.
 
 What it measures is printed (run with ``-s``) and reported in bench/RESULTS.md; what it asserts is what
 must hold however fast the machine is: every save landed, nothing is left open or running, and the
-process's threads and open files do not grow with the number of cases.
+process's threads, open files, layers and Qt widgets do not grow with the number of cases.
 
     MEDSEG_ALL_DAY=1 python -m pytest -s tests/test_gui_all_day.py
 """
@@ -68,7 +68,10 @@ def test_a_day_of_cases_in_one_viewer(make_napari_viewer, qtbot, tmp_path, hippo
     ids = cases.case_ids()
     assert len(ids) == len(images)
 
-    rows: list[tuple[float, float, int, int, int]] = []  # (seconds, RSS MiB, threads, open files, layers)
+    from qtpy.QtWidgets import QApplication
+
+    # (seconds, RSS MiB, threads, open files, layers, Qt widgets)
+    rows: list[tuple[float, float, int, int, int, int]] = []
     start = time.perf_counter()
     for k in range(len(ids)):
         row = cases.case_ids().index(ids[k])
@@ -93,6 +96,7 @@ def test_a_day_of_cases_in_one_viewer(make_napari_viewer, qtbot, tmp_path, hippo
                 threading.active_count(),
                 _open_files(),
                 len(viewer.layers),
+                len(QApplication.allWidgets()),
             )
         )
 
@@ -101,10 +105,10 @@ def test_a_day_of_cases_in_one_viewer(make_napari_viewer, qtbot, tmp_path, hippo
         imported, proposal, saved = store.versions(case_id)  # the import, the model's, the day's save
         assert proposal.is_proposal and (saved.source, saved.author) == ("human", "alice"), case_id
     print(f"\na day of {len(ids)} hippocampus cases (open, predict on CPU, next region, paint, save):")
-    print(f"  {'case':>4} {'s':>7} {'RSS MiB':>8} {'threads':>7} {'fds':>4} {'layers':>6}")
-    for k, (t, rss, nth, nfd, nl) in enumerate(rows, 1):
+    print(f"  {'case':>4} {'s':>7} {'RSS MiB':>8} {'threads':>7} {'fds':>4} {'layers':>6} {'widgets':>7}")
+    for k, (t, rss, nth, nfd, nl, nw) in enumerate(rows, 1):
         if os.environ.get("MEDSEG_ALL_DAY_EVERY") or k in (1, 2, 5, 10) or k % 10 == 0 or k == len(rows):
-            print(f"  {k:>4} {t:7.1f} {rss:8.1f} {nth:7d} {nfd:4d} {nl:6d}")
+            print(f"  {k:>4} {t:7.1f} {rss:8.1f} {nth:7d} {nfd:4d} {nl:6d} {nw:7d}")
     rss = np.array([r[1] for r in rows])
     half = len(rss) // 2
     if half >= 2:
@@ -115,4 +119,5 @@ def test_a_day_of_cases_in_one_viewer(make_napari_viewer, qtbot, tmp_path, hippo
     assert rows[-1][2] <= settled[2], "threads left behind by a case"
     assert rows[-1][3] <= settled[3], "files left open by a case"
     assert rows[-1][4] == settled[4], "layers left behind by a case"
+    assert rows[-1][5] <= settled[5] + 8, "widgets left behind by a case (e.g. toasts piling up)"
     ctrl.session.close_case(discard=True)

@@ -403,9 +403,9 @@ class ReviewController:
             return
         self.show_prediction(prediction)
         give_back_freed_memory()  # the model run's temporaries
-        for msg in [*prediction.messages, saved.reason]:
-            if msg:
-                _notify.info(msg)
+        said = [msg for msg in [*prediction.messages, saved.reason] if msg]
+        if said:  # one toast for what one run has to say
+            _notify.info("; ".join(said))
         self.store_changed.emit()
         self.prediction_finished.emit(prediction)
 

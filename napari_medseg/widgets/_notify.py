@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -46,11 +47,36 @@ def report(err: BaseException) -> None:
         raise err
 
 
+#: The information messages this app showed lately: their toasts give way to the next one.
+_SHOWN_INFO: deque[str] = deque(maxlen=32)
+
+
 def info(message: str) -> None:
-    """Show an information notification."""
+    """Show an information notification; the app's earlier ones still on screen are closed first.
+
+    napari 0.9 leaves an older toast on the canvas for good once a newer one appears within its 4 s (the
+    newest stops the others' timers, and closing it does not restart them), and starts no timer while its
+    window is not the active one: a day of "saved ..." messages would pile up over the image. Errors and
+    warnings are not touched: they stay until the user closes them.
+    """
     from napari.utils.notifications import show_info
 
+    _dismiss_shown_info()
+    _SHOWN_INFO.append(message)
     show_info(message)
+
+
+def _dismiss_shown_info() -> None:
+    try:  # napari's toast widget: private, so a napari without it just keeps its own behaviour
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+    except ImportError:
+        return
+    for toast in list(getattr(NapariQtNotification, "_instances", ())):
+        try:
+            if toast.message.text() in _SHOWN_INFO:
+                toast.close()
+        except (AttributeError, RuntimeError):  # another napari layout, or a toast Qt already deleted
+            continue
 
 
 @contextmanager
