@@ -1,8 +1,9 @@
-"""A reviewer's day in one viewer: case after case opened, predicted, painted and saved, with the process's
-memory, threads and open files recorded after each case.
+"""A reviewer's day in one viewer: case after case opened, predicted, painted, compared with the proposal,
+saved and approved, with the process's memory, threads, open files, layers and Qt widgets recorded after
+each case.
 
 What it measures is printed (run with ``-s``) and reported in bench/RESULTS.md; what it asserts is what
-must hold however fast the machine is: every save landed, nothing is left open or running, and the
+must hold however fast the machine is: every save and approval landed, and the
 process's threads, open files, layers and Qt widgets do not grow with the number of cases.
 
     MEDSEG_ALL_DAY=1 python -m pytest -s tests/test_gui_all_day.py
@@ -85,8 +86,10 @@ def test_a_day_of_cases_in_one_viewer(make_napari_viewer, qtbot, tmp_path, hippo
         layer.selected_label = 1
         centre = tuple(s // 2 for s in layer.data.shape)
         layer.paint(centre, 2, refresh=True)
+        assert ctrl.show_diff() is not None  # what the edit changed against the proposal
         review.save()
         assert not ctrl.session.has_unsaved_changes
+        assert review.approve()
         qtbot.wait(20)
         gc.collect()
         rows.append(
@@ -104,7 +107,10 @@ def test_a_day_of_cases_in_one_viewer(make_napari_viewer, qtbot, tmp_path, hippo
     for case_id in ids:
         imported, proposal, saved = store.versions(case_id)  # the import, the model's, the day's save
         assert proposal.is_proposal and (saved.source, saved.author) == ("human", "alice"), case_id
-    print(f"\na day of {len(ids)} hippocampus cases (open, predict on CPU, next region, paint, save):")
+        assert store.case(case_id).status == "approved", case_id
+    print(
+        f"\na day of {len(ids)} hippocampus cases (open, predict on CPU, next region, paint, diff, save, approve):"
+    )
     print(f"  {'case':>4} {'s':>7} {'RSS MiB':>8} {'threads':>7} {'fds':>4} {'layers':>6} {'widgets':>7}")
     for k, (t, rss, nth, nfd, nl, nw) in enumerate(rows, 1):
         if os.environ.get("MEDSEG_ALL_DAY_EVERY") or k in (1, 2, 5, 10) or k % 10 == 0 or k == len(rows):
