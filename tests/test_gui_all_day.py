@@ -7,6 +7,8 @@ must hold however fast the machine is: every save and approval landed, and the
 process's threads, open files, layers and Qt widgets do not grow with the number of cases.
 
     MEDSEG_ALL_DAY=1 python -m pytest -s tests/test_gui_all_day.py
+
+``MEDSEG_ALL_DAY_CASES=N`` (default 40) sets the number of cases; ``MEDSEG_ALL_DAY_EVERY=1`` prints every case.
 """
 
 from __future__ import annotations
