@@ -213,3 +213,49 @@ def test_a_dicom_series_is_imported_as_nifti_on_its_own_grid(tmp_path, totalseg_
     v = s.save_version(case, labels, author="alice")
     np.testing.assert_allclose(s.load_label(case).affine, original.affine, atol=1e-4)
     assert v.image_checksum == stored.checksum
+
+
+def _counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Case images the store reads from disk (its in-memory images are not counted)."""
+    import napari_medseg.io as nio
+
+    reads: list[str] = []
+    real = nio.load_volume
+
+    def counted(path, *args, **kwargs):  # noqa: ANN001, ANN202
+        reads.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(nio, "load_volume", counted)
+    return reads
+
+
+def test_recent_images_stay_in_memory_within_a_byte_budget(store, monkeypatch):
+    import napari_medseg.store.casestore as cs
+
+    ids = store.case_ids()
+    sizes = [store.load_image(c).array.nbytes for c in ids]
+    store._images.clear()
+    reads = _counting_reads(monkeypatch)
+    # older images may take about one case together: the most recent one, plus one before it
+    monkeypatch.setattr(cs, "IMAGE_CACHE_EXTRA_BYTES", max(sizes) + 1)
+    for c in ids:
+        store.load_image(c)
+    assert len(reads) == len(ids)
+    store.load_image(ids[-1])
+    store.load_image(ids[-2])
+    assert len(reads) == len(ids)  # both still in memory
+    store.load_image(ids[0])
+    assert len(reads) == len(ids) + 1  # dropped when the budget ran out: read again
+
+
+def test_the_open_case_image_stays_in_memory_however_large(store, monkeypatch):
+    import napari_medseg.store.casestore as cs
+
+    case = store.case_ids()[0]
+    monkeypatch.setattr(cs, "IMAGE_CACHE_EXTRA_BYTES", 0)  # e.g. a whole CT beyond any budget
+    store.load_image(case)
+    reads = _counting_reads(monkeypatch)
+    labels = store.load_label(case).array
+    store.save_version(case, labels, author="alice", parent=1)  # a save needs the image's grid
+    assert reads == []

@@ -70,6 +70,12 @@ from napari_medseg.store.workflow import check_transition, status_after_save
 MEDSEG_DIR = ".medseg"
 DB_NAME = "store.sqlite"
 DEFAULT_LABELS = {0: "background", 1: "foreground"}
+#: Images kept in memory after their case was read: the most recent one always (the open case's, which its
+#: session holds anyway, and which every save of it needs), older ones while they take at most
+#: ``IMAGE_CACHE_EXTRA_BYTES`` together, :data:`IMAGE_CACHE_ENTRIES` in all. A count alone kept four whole
+#: CTs (150 MiB each) for a reviewer who had moved on (bench/RESULTS.md, session 9).
+IMAGE_CACHE_ENTRIES = 4
+IMAGE_CACHE_EXTRA_BYTES = 256 * 2**20
 
 
 def labels_checksum(labels: np.ndarray) -> str:
@@ -595,9 +601,16 @@ class CaseStore:
             )
         with self._lock:
             self._images[case_id] = vol
-            while len(self._images) > 4:
-                self._images.popitem(last=False)
+            self._trim_image_cache()
         return vol
+
+    def _trim_image_cache(self) -> None:
+        """Drop the least recently read images beyond :data:`IMAGE_CACHE_ENTRIES` or the byte budget."""
+        older = list(self._images.values())[:-1]  # the most recent one always stays
+        extra = sum(int(v.array.nbytes) for v in older)
+        while older and (len(self._images) > IMAGE_CACHE_ENTRIES or extra > IMAGE_CACHE_EXTRA_BYTES):
+            extra -= int(older.pop(0).array.nbytes)
+            self._images.popitem(last=False)
 
     def load_label(self, case_id: str, version: int | None = None) -> Volume | None:
         """A label version (default: the latest) as a :class:`Volume`, ``None`` if the case has none."""
