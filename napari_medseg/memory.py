@@ -5,8 +5,8 @@ proposal, the networks' windows, the post-processing), much of it in small and m
 glibc's allocator keeps in its arenas after they are freed — one arena per thread that allocated, and the
 app runs the store, the model and the CPU windows on their own threads. Measured over 60 hippocampus
 cases in one viewer (tests/test_gui_all_day.py, bench/RESULTS.md session 9): the process held 1.18–1.23 GiB
-and crept ~1 MiB per case; with :func:`give_back_freed_memory` after each case, 0.87–0.95 GiB and flat.
-Each call takes 2–3 ms.
+from the tenth case on and grew ~1 MiB a case; with :func:`give_back_freed_memory` after each case,
+0.93–0.95 GiB, growing ~0.5 MiB a case. Each call takes 2–3 ms.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The first Image, Labels and Points layers of a process make napari import what it loads lazily (pandas
 for the layers' feature tables, pint's unit registry for "mm", parts of scipy) in the GUI thread: on a
-512×512×300 CT that was about 0.5 s of the 1.9 s the first open blocked the event loop (bench/RESULTS.md,
-session 9). :func:`start` builds tiny layer *models* of the same kinds and options — no viewer, no
+512×512×300 CT the first open blocked the event loop 1.07–1.25 s, 0.67–0.86 s with this warm-up
+(bench/RESULTS.md, session 9). :func:`start` builds tiny layer *models* of the same kinds and options — no viewer, no
 OpenGL, nothing a user sees — in a daemon thread when the panels start, so those imports happen before
 the first open instead of inside it.
 """
