@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
 from napari_medseg.errors import (
@@ -35,16 +35,23 @@ def message_for(err: MedsegError) -> str:
 def report(err: BaseException) -> None:
     """Show a :class:`MedsegError` or an environment fault (:func:`~napari_medseg.errors.user_message`) as a
     napari notification; anything else is a bug and is re-raised."""
-    from napari.utils.notifications import show_error, show_info
-
     if isinstance(err, Cancelled):
-        show_info(str(err))
+        info(str(err))
     elif isinstance(err, MedsegError):
-        show_error(message_for(err))
+        _show_error_once(message_for(err))
     elif user_message(err) is not None:  # disk full, permission denied, busy or damaged store...
-        show_error(user_message(err))
+        _show_error_once(user_message(err))
     else:
         raise err
+
+
+def _show_error_once(message: str) -> None:
+    """An error stays until the user closes it, but the same error again (Run pressed twice) replaces the
+    one on screen instead of stacking a copy over the image."""
+    from napari.utils.notifications import show_error
+
+    _dismiss_toasts({message})
+    show_error(message)
 
 
 #: The information messages this app showed lately: their toasts give way to the next one.
@@ -61,19 +68,20 @@ def info(message: str) -> None:
     """
     from napari.utils.notifications import show_info
 
-    _dismiss_shown_info()
+    _dismiss_toasts(_SHOWN_INFO)
     _SHOWN_INFO.append(message)
     show_info(message)
 
 
-def _dismiss_shown_info() -> None:
+def _dismiss_toasts(messages: Collection[str]) -> None:
+    """Close the napari toasts on screen whose text is one of ``messages``."""
     try:  # napari's toast widget: private, so a napari without it just keeps its own behaviour
         from napari._qt.dialogs.qt_notification import NapariQtNotification
     except ImportError:
         return
     for toast in list(getattr(NapariQtNotification, "_instances", ())):
         try:
-            if toast.message.text() in _SHOWN_INFO:
+            if toast.message.text() in messages:
                 toast.close()
         except (AttributeError, RuntimeError):  # another napari layout, or a toast Qt already deleted
             continue
