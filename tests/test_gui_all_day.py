@@ -85,9 +85,8 @@ def test_a_day_of_cases_in_one_viewer(make_napari_viewer, qtbot, tmp_path, hippo
         qtbot.waitUntil(lambda: not ctrl.running, timeout=10_000)
         ctrl.step_region(1)  # the reviewer jumps to the first uncertain region
         layer = viewer.layers[_layers.LABELS]
-        layer.selected_label = 1
         centre = tuple(s // 2 for s in layer.data.shape)
-        layer.paint(centre, 2, refresh=True)
+        layer.paint(centre, 2, refresh=True)  # a dab of class 2 at the centre
         assert ctrl.show_diff() is not None  # what the edit changed against the proposal
         review.save()
         assert not ctrl.session.has_unsaved_changes

@@ -1,4 +1,5 @@
-"""The viewer on a whole CT (512x512x300): how long the event loop is blocked, measured with a timer probe.
+"""The viewer on whole CTs (512x512x300): how long the event loop is blocked (a timer probe), and that
+moving from one whole CT to the next does not keep the earlier ones in memory.
 
 A 5 ms QTimer records when it actually fires; the longest gap during an action is the longest time the
 event loop could not answer (no repaint, no click). The figures are printed (run with ``-s``) and
@@ -22,7 +23,7 @@ from napari_medseg.widgets import _layers  # noqa: E402
 
 pytestmark = [
     pytest.mark.gui,
-    # ~7 min on 2 cores: a measurement for bench/RESULTS.md, run on demand (MEDSEG_WHOLE_CT=1), not in CI
+    # ~1-2 min on 2 cores, a 600 MB store: run on demand (MEDSEG_WHOLE_CT=1), not in CI
     pytest.mark.skipif(
         not os.environ.get("MEDSEG_WHOLE_CT"), reason="whole-CT viewer probe: set MEDSEG_WHOLE_CT=1 to run"
     ),
@@ -65,7 +66,7 @@ class Probe:
 
 @pytest.fixture(scope="module")
 def ct_store(tmp_path_factory, totalseg_dir):
-    """A store with one 512x512x300 CT (the CT series resampled) and a 3-class label version."""
+    """A store with three 512x512x300 CT cases (the CT series resampled), each with a 3-class label."""
     import nibabel as nib
 
     from napari_medseg.io import load_volume
@@ -89,7 +90,8 @@ def ct_store(tmp_path_factory, totalseg_dir):
     nib.save(nib.Nifti1Image(labels, affine), folder / "ct300_seg.nii.gz")
     root = folder / "store"
     with CaseStore.init(root, name="ct", labels=LABELS, modality="CT") as s:
-        s.import_case(folder / "ct300.nii.gz", folder / "ct300_seg.nii.gz")
+        for k in range(3):  # three cases: a reviewer moving from one whole CT to the next
+            s.import_case(folder / "ct300.nii.gz", folder / "ct300_seg.nii.gz", case_id=f"ct300_{k}")
     return root, labels
 
 
@@ -169,10 +171,52 @@ def test_whole_ct_event_loop_blocks(make_napari_viewer, qtbot, ct_store):
 
     figures["save version"] = probe.measure(qtbot, lambda: review.save())
     assert not ctrl.session.has_unsaved_changes
-    assert ctrl.session.store.latest_version(ctrl.session.case_id).number == 2
+    assert ctrl.session.store.latest_version(ctrl.session.case_id).number == 2  # import + this save
 
     print("\nwhole CT 512x512x300, event loop probe (5 ms timer):")
     print(f"  {'first image layer on screen':<30} {first_image:6.3f} s after the click")
     for name, (wall, block) in figures.items():
         print(f"  {name:<30} wall {wall:6.3f} s   longest event-loop block {block * 1000:7.0f} ms")
+    ctrl.session.close_case(discard=True)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_whole_ct_cases_one_after_another_do_not_pile_up(make_napari_viewer, qtbot, ct_store):
+    """Memory after each of three whole CTs (opened, proposal shown, region, stroke, saved), twice round."""
+    import gc
+
+    from napari_medseg.widgets.cases import CasesPanel
+    from napari_medseg.widgets.review import ReviewPanel
+
+    root, labels = ct_store
+    viewer = make_napari_viewer(show=True)
+    cases, review = CasesPanel(viewer), ReviewPanel(viewer)
+    viewer.window.add_dock_widget(cases, area="right")
+    viewer.window.add_dock_widget(review, area="right")
+    cases.user_edit.setText("bob")
+    assert cases.open_store(str(root))
+    ctrl, prediction = cases.ctrl, _prediction(labels)
+    rss: list[float] = []
+    for _round in range(2):
+        for k in range(3):
+            assert cases.open_row(cases.case_ids().index(f"ct300_{k}"))
+            ctrl.session.apply_prediction(prediction, save=False)
+            ctrl.show_prediction(prediction)
+            assert ctrl.step_region(1)
+            layer = viewer.layers[_layers.LABELS]
+            layer.paint((120, 230, 250), 2 - _round, refresh=True)  # a dab that changes something each round
+            assert ctrl.session.has_unsaved_changes
+            assert review.save() is not None
+            qtbot.wait(50)
+            gc.collect()
+            rss.append(_rss_mib())
+    print("\nRSS after each whole CT (MiB):", [round(r) for r in rss])
+    image_mib = 512 * 512 * SLICES * 2 / 2**20  # one int16 CT
+    # one earlier CT may stay in memory for going back (the store's image budget); a third must not
+    assert rss[2] - rss[1] < image_mib / 2, rss
+    assert max(rss[3:]) - rss[2] < image_mib / 2, rss  # the second round adds nothing
     ctrl.session.close_case(discard=True)
