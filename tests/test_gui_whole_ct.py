@@ -5,7 +5,7 @@ A 5 ms QTimer records when it actually fires; the longest gap during an action i
 event loop could not answer (no repaint, no click). The figures are printed (run with ``-s``) and
 reported in bench/RESULTS.md; they are measurements, not asserted limits (the machine is shared).
 
-    python -m pytest -s tests/test_gui_whole_ct.py
+    MEDSEG_WHOLE_CT=1 python -m pytest -s tests/test_gui_whole_ct.py
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from napari_medseg.widgets import _layers  # noqa: E402
 
 pytestmark = [
     pytest.mark.gui,
-    # ~1-2 min on 2 cores, a 600 MB store: run on demand (MEDSEG_WHOLE_CT=1), not in CI
+    # ~1-2 min on 2 cores and three whole CTs on disk: run on demand (MEDSEG_WHOLE_CT=1), not in CI
     pytest.mark.skipif(
         not os.environ.get("MEDSEG_WHOLE_CT"), reason="whole-CT viewer probe: set MEDSEG_WHOLE_CT=1 to run"
     ),
