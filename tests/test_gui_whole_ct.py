@@ -116,17 +116,23 @@ def _prediction(labels: np.ndarray):
     )
 
 
-def test_whole_ct_event_loop_blocks(make_napari_viewer, qtbot, ct_store):
+def _review_window(make_napari_viewer, root, user: str):  # noqa: ANN001, ANN202
+    """A shown viewer with the Cases and Review panels, the store open for ``user``."""
     from napari_medseg.widgets.cases import CasesPanel
     from napari_medseg.widgets.review import ReviewPanel
 
-    root, labels = ct_store
     viewer = make_napari_viewer(show=True)
     cases, review = CasesPanel(viewer), ReviewPanel(viewer)
     viewer.window.add_dock_widget(cases, area="right")
     viewer.window.add_dock_widget(review, area="right")
-    cases.user_edit.setText("alice")
+    cases.user_edit.setText(user)
     assert cases.open_store(str(root))
+    return viewer, cases, review
+
+
+def test_whole_ct_event_loop_blocks(make_napari_viewer, qtbot, ct_store):
+    root, labels = ct_store
+    viewer, cases, review = _review_window(make_napari_viewer, root, "alice")
     ctrl, probe = cases.ctrl, Probe()
     figures: dict[str, tuple[float, float]] = {}
 
@@ -189,16 +195,8 @@ def test_whole_ct_cases_one_after_another_do_not_pile_up(make_napari_viewer, qtb
     """Memory after each of three whole CTs (opened, proposal shown, region, stroke, saved), twice round."""
     import gc
 
-    from napari_medseg.widgets.cases import CasesPanel
-    from napari_medseg.widgets.review import ReviewPanel
-
     root, labels = ct_store
-    viewer = make_napari_viewer(show=True)
-    cases, review = CasesPanel(viewer), ReviewPanel(viewer)
-    viewer.window.add_dock_widget(cases, area="right")
-    viewer.window.add_dock_widget(review, area="right")
-    cases.user_edit.setText("bob")
-    assert cases.open_store(str(root))
+    viewer, cases, review = _review_window(make_napari_viewer, root, "bob")
     ctrl, prediction = cases.ctrl, _prediction(labels)
     rss: list[float] = []
     for _round in range(2):
