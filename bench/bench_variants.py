@@ -40,20 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inference import build_pair, timed_interleaved  # noqa: E402
 
 from napari_medseg.inference.device import native_bf16, resolve_device  # noqa: E402
+from napari_medseg.inference.engine import window_softmax  # noqa: E402
 
 VARIANTS = ("eager", "channels_last", "compile", "cuda_graphs")
 Step = Callable[[torch.Tensor], torch.Tensor]
 
 
 def window_step(nets: list[torch.nn.Module], device: torch.device) -> Step:
-    """The engine's forward of one window batch: every net's softmax, concatenated over nets."""
-    use_amp = native_bf16(device)
-
-    def step(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            return torch.cat([torch.softmax(net(x).float(), 1) for net in nets], 1)
-
-    return step
+    """The engine's own step on one window batch (:func:`~napari_medseg.inference.engine.window_softmax`)."""
+    return lambda x: window_softmax(nets, x, device)
 
 
 def build_variant(name: str, nets: list[torch.nn.Module], x: torch.Tensor, device: torch.device) -> Step:

@@ -187,9 +187,7 @@ def sliding_window_probs(
     def forward(chunk: list[tuple[slice, ...]]) -> torch.Tensor:
         """Softmax of every net on the windows ``chunk``, concatenated over nets ``(b, N*C, *roi)``."""
         patches = torch.cat([x[(slice(None), slice(None), *sl)] for sl in chunk], 0)
-        use_amp = amp and native_bf16(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            return torch.cat([torch.softmax(net(patches).float(), 1) for net in nets], 1)
+        return window_softmax(nets, patches, device, amp)
 
     def blend(chunk: list[tuple[slice, ...]], out: torch.Tensor) -> None:
         """Add the Gaussian-weighted outputs of ``chunk`` to the accumulators (made on first use)."""
@@ -263,6 +261,22 @@ def sliding_window_probs(
             acc /= wsum
         crop = tuple(slice(b, b + s) for (b, _a), s in zip(pads, shape, strict=True))
         return acc[(slice(None), *crop)], device
+
+
+def window_softmax(
+    nets: Sequence[nn.Module], patches: torch.Tensor, device: torch.device, amp: bool = True
+) -> torch.Tensor:
+    """The engine's step on one batch of windows: every net's softmax, concatenated over nets.
+
+    Args:
+        patches: ``(B, 1, *roi)`` on ``device``.
+        amp: bf16 autocast where ``device`` computes it natively (:func:`native_bf16`).
+
+    Returns:
+        float32 ``(B, N*C, *roi)``: net ``n``'s probabilities are channels ``n*C:(n+1)*C``.
+    """
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and native_bf16(device)):
+        return torch.cat([torch.softmax(net(patches).float(), 1) for net in nets], 1)
 
 
 def _too_large() -> InputError:
