@@ -21,6 +21,7 @@ _PROBE = textwrap.dedent(
     import numpy as np
     from napari.components import ViewerModel
     from napari_medseg.io.napari_view import UNITS
+    from napari_medseg.widgets._layers import MARKER_STYLE
     if sys.argv[1] == "warm":
         from napari_medseg.widgets import _warmup
         _warmup.start().join()
@@ -29,8 +30,7 @@ _PROBE = textwrap.dedent(
     viewer.add_image(np.zeros((3, 5, 5), np.int16), contrast_limits=(-160.0, 240.0), scale=(2.0, 0.7, 0.7),
                      units=UNITS)
     viewer.add_labels(np.zeros((3, 5, 5), np.uint8), scale=(2.0, 0.7, 0.7), units=UNITS)
-    viewer.add_points(np.zeros((2, 2)), size=0.1, features={"letter": ["A", "P"]},
-                      text={"string": "{letter}", "color": "yellow", "size": 16}, units=UNITS[1:])
+    viewer.add_points(np.zeros((2, 2)), features={"letter": ["A", "P"]}, **MARKER_STYLE)
     print(json.dumps(sorted(set(sys.modules) - before)))
     """
 )

@@ -185,6 +185,16 @@ def show_proposal(viewer: napari.Viewer, session: ReviewSession) -> None:
     _move_below(viewer, PROPOSAL, LABELS)
 
 
+#: How the A/P/R/L letters are drawn (a 2D Points layer whose points are invisible, only their text shows).
+MARKER_STYLE: dict[str, Any] = {
+    "size": 0.1,
+    "face_color": "transparent",
+    "border_width": 0,
+    "text": {"string": "{letter}", "color": "yellow", "size": 16},
+    "units": UNITS[1:],
+}
+
+
 def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
     """A/P/R/L letters at the edges of the axial view (a 2D Points layer: shown on every slice); they
     follow the camera (:func:`place_markers`), so they stay on screen when zoomed in."""
@@ -194,12 +204,8 @@ def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
         layer = viewer.add_points(
             np.array([[y, x] for _, y, x in marks]),
             name=MARKERS,
-            size=0.1,
-            face_color="transparent",
-            border_width=0,
             features={"letter": [m[0] for m in marks]},
-            text={"string": "{letter}", "color": "yellow", "size": 16},
-            units=UNITS[1:],
+            **MARKER_STYLE,
         )
     layer.editable = False
     return layer

@@ -22,17 +22,12 @@ def _build_layers() -> None:
     from napari.layers import Image, Labels, Points
 
     from napari_medseg.io.napari_view import UNITS
+    from napari_medseg.widgets._layers import MARKER_STYLE
 
     scale = (2.0, 0.7, 0.7)
     Image(np.zeros((2, 4, 4), np.int16), contrast_limits=(-160.0, 240.0), scale=scale, units=UNITS)
     Labels(np.zeros((2, 4, 4), np.uint8), scale=scale, units=UNITS)
-    Points(  # as the A/P/R/L letters (_layers.show_orientation)
-        np.zeros((2, 2)),
-        size=0.1,
-        features={"letter": ["A", "P"]},
-        text={"string": "{letter}", "color": "yellow", "size": 16},
-        units=UNITS[1:],
-    )
+    Points(np.zeros((2, 2)), features={"letter": ["A", "P"]}, **MARKER_STYLE)  # the A/P/R/L letters
 
 
 def _run() -> None:
