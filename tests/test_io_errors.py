@@ -120,6 +120,19 @@ def test_non_finite_voxels_are_refused(hippo_cases, tmp_path, bad_value):
         load_volume(_save_like(real, arr, tmp_path / "nan.nii.gz"))
 
 
+
+def test_complex_and_colour_voxels_are_refused(hippo_cases, tmp_path):
+    """MR phase/k-space saved as complex64 and RGB24 files are not greyscale scans: one line, not a silent
+    cast that throws the imaginary part away (or a numpy error deep in the model)."""
+    real = hippo_cases[0][0]
+    arr = np.asanyarray(nib.load(str(real)).dataobj).astype(np.float32)
+    with pytest.raises(InputError, match="complex values") as err:
+        load_volume(_save_like(real, (arr + 1j * arr).astype(np.complex64), tmp_path / "phase.nii.gz"))
+    _one_line(err)
+    rgb = np.zeros(arr.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    with pytest.raises(InputError, match="colour"):
+        load_volume(_save_like(real, rgb, tmp_path / "rgb.nii.gz"))
+
 def test_absurd_header_dims_are_refused_before_reading(hippo_cases, tmp_path):
     path, raw = _raw_nifti(hippo_cases, tmp_path)
     header = bytearray(raw)

@@ -45,7 +45,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from napari_medseg.errors import InputError
-from napari_medseg.io.validate import check_dims, check_finite
+from napari_medseg.io.validate import check_dims, check_intensities
 from napari_medseg.io.volume import Volume
 
 #: Relative deviation of a slice gap from the median gap that is accepted silently / with a warning.
@@ -330,7 +330,7 @@ def load_series(folder: str | Path, series_uid: str | None = None) -> Volume:
     check_dims((info.columns, info.rows, info.n_slices), f"series {series_uid}")
     files, affine_lps, meta = _geometry(files, series_uid)
     arr = _stack(files, series_uid)
-    check_finite(arr, f"series {series_uid}")
+    check_intensities(arr, f"series {series_uid}")
     meta.update(
         format="dicom",
         series_uid=series_uid,

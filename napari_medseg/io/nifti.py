@@ -22,7 +22,7 @@ import numpy as np
 from napari_medseg.errors import InputError
 from napari_medseg.io.atomic import atomic_write_with
 from napari_medseg.io.dataset_json import modality_hint
-from napari_medseg.io.validate import as_3d, as_label_array, check_dims, check_finite, check_same_grid
+from napari_medseg.io.validate import as_3d, as_label_array, check_dims, check_intensities, check_same_grid
 from napari_medseg.io.volume import Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -167,7 +167,7 @@ def load_nifti(path: str | Path) -> Volume:
     path = Path(path)
     img = _read_image(path)
     arr = _read_array(img, path)
-    check_finite(arr, path.name)
+    check_intensities(arr, path.name)
     affine = np.asarray(img.affine, np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(f"{path.name} has a degenerate or non-finite affine in its header")

@@ -47,9 +47,26 @@ def as_3d(array: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def check_finite(array: np.ndarray, name: str) -> None:
-    """Reject NaN or infinite voxels (integer arrays are always finite)."""
-    if np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating):
+def check_intensities(array: np.ndarray, name: str) -> None:
+    """Reject voxels that are not real, finite numbers.
+
+    Accepted: integer, boolean and floating arrays without NaN or Inf. Rejected with one line: complex
+    values (e.g. MR phase or k-space data saved as NIfTI complex64), RGB or other structured voxel types,
+    and NaN / infinite voxels.
+    """
+    dtype = array.dtype
+    if np.issubdtype(dtype, np.complexfloating):
+        raise InputError(
+            f"{name} holds complex values (e.g. MR phase or k-space data); a scan must have real-valued voxels"
+        )
+    if not (
+        np.issubdtype(dtype, np.bool_)
+        or np.issubdtype(dtype, np.integer)
+        or np.issubdtype(dtype, np.floating)
+    ):
+        kind = "colour (RGB) voxels" if dtype.names else f"voxels of data type {dtype}"
+        raise InputError(f"{name} holds {kind}; a scan must have one grey value per voxel")
+    if np.issubdtype(dtype, np.floating):
         bad = int(np.count_nonzero(~np.isfinite(array)))
         if bad:
             raise InputError(f"{name} has {bad} NaN or infinite voxel(s)")
@@ -79,7 +96,7 @@ def as_label_array(array: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype == bool:
         return arr.astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
-        check_finite(arr, name)
+        check_intensities(arr, name)
         if not np.array_equal(arr, np.round(arr)):
             raise InputError(f"{name} holds non-integer values, so it is not a label map")
     elif not np.issubdtype(arr.dtype, np.integer):
