@@ -179,6 +179,19 @@ def test_whole_ct_event_loop_blocks(make_napari_viewer, qtbot, ct_store):
     assert not ctrl.session.has_unsaved_changes
     assert ctrl.session.store.latest_version(ctrl.session.case_id).number == 2  # import + this save
 
+    # the other reading planes: every coronal slice is a strided read across all 300 axial slices
+    figures["switch to coronal"] = probe.measure(qtbot, lambda: ctrl.set_view("coronal"))
+
+    def scroll_coronal() -> None:
+        for j in range(200, 230):
+            viewer.dims.set_current_step(1, j)
+            qtbot.wait(1)
+
+    figures["scroll 30 coronal slices"] = probe.measure(qtbot, scroll_coronal)
+    figures["switch to sagittal"] = probe.measure(qtbot, lambda: ctrl.set_view("sagittal"))
+    assert ctrl.view == "sagittal"
+    ctrl.set_view("axial")
+
     print("\nwhole CT 512x512x300, event loop probe (5 ms timer):")
     print(f"  {'first image layer on screen':<30} {first_image:6.3f} s after the click")
     for name, (wall, block) in figures.items():

@@ -111,10 +111,10 @@ def test_hippocampus_review_fits_1080p_and_every_panel_follows_the_open_case(
     )
     markers = viewer.layers[_layers.MARKERS]
     marks = dict(zip(markers.features["letter"], markers.data, strict=True))
-    assert marks["A"][0] < marks["P"][0] and marks["R"][1] < marks["L"][1]  # radiological: A up, R left
+    assert marks["A"][1] < marks["P"][1] and marks["R"][2] < marks["L"][2]  # radiological: A up, R left
     viewer.scene.camera.zoom *= 4  # zoomed in: the letters follow the edges of what is shown
     (_, y0, x0), (_, y1, x1) = _layers.visible_box(viewer, viewer.layers[_layers.IMAGE])
-    assert all(y0 <= y <= y1 and x0 <= x <= x1 for y, x in markers.data)
+    assert all(y0 <= y <= y1 and x0 <= x <= x1 for _, y, x in markers.data)
     assert (y1 - y0) < np.ptp(viewer.layers[_layers.IMAGE].extent.world[:, 1])
     viewer.scene.camera.zoom /= 4
     assert (

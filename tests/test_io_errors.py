@@ -120,7 +120,6 @@ def test_non_finite_voxels_are_refused(hippo_cases, tmp_path, bad_value):
         load_volume(_save_like(real, arr, tmp_path / "nan.nii.gz"))
 
 
-
 def test_complex_and_colour_voxels_are_refused(hippo_cases, tmp_path):
     """MR phase/k-space saved as complex64 and RGB24 files are not greyscale scans: one line, not a silent
     cast that throws the imaginary part away (or a numpy error deep in the model)."""
@@ -132,6 +131,7 @@ def test_complex_and_colour_voxels_are_refused(hippo_cases, tmp_path):
     rgb = np.zeros(arr.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
     with pytest.raises(InputError, match="colour"):
         load_volume(_save_like(real, rgb, tmp_path / "rgb.nii.gz"))
+
 
 def test_absurd_header_dims_are_refused_before_reading(hippo_cases, tmp_path):
     path, raw = _raw_nifti(hippo_cases, tmp_path)

@@ -126,3 +126,51 @@ def test_reader_shows_dicom_series_as_a_ct_image_at_physical_size(totalseg_dir):
     assert data.shape == (20, 512, 512)
     np.testing.assert_allclose(kwargs["scale"], (2.0, 0.9765625, 0.9765625))
     assert kwargs["metadata"]["modality"] == "CT"
+
+
+BOX = np.array([[0.0, 0.0, 0.0], [90.0, 300.0, 360.0]])  # world (S, P, L) mm
+
+
+def _edges(order, orientation2d):
+    from napari_medseg.io.napari_view import view_markers
+
+    marks = view_markers(order, orientation2d, BOX, inset=0.0)
+    return dict(zip(("top", "bottom", "left", "right"), marks, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("view", "letters"),
+    [
+        ("axial", ("A", "P", "R", "L")),  # from the feet: anterior up, the patient's right on the left
+        ("coronal", ("S", "I", "R", "L")),  # from the front
+        ("sagittal", ("S", "I", "A", "P")),  # from the patient's left: anterior on the left
+    ],
+)
+def test_each_reading_plane_names_its_edges_radiologically(view, letters):
+    from napari_medseg.io.napari_view import VIEWS, view_name
+
+    order, orientation2d = VIEWS[view]
+    assert view_name(order, orientation2d) == view
+    edges = _edges(order, orientation2d)
+    assert tuple(edges[side][0] for side in ("top", "bottom", "left", "right")) == letters
+    _, vert, horiz = order
+    # each letter sits at the end of the displayed axis that lies in its direction: I/A/R at the low end
+    low_end = {"I", "A", "R"}
+    for side, axis in (("top", vert), ("bottom", vert), ("left", horiz), ("right", horiz)):
+        letter, point = edges[side]
+        assert point[axis] == (BOX[0, axis] if letter in low_end else BOX[1, axis])
+    # and in the middle of the box along the other two axes (so a projecting layer shows it on any slice)
+    assert edges["top"][1][horiz] == BOX[:, horiz].mean()
+
+
+def test_letters_stay_true_after_napari_transposes_or_flips_the_view():
+    from napari_medseg.io.napari_view import view_name
+
+    # coronal transposed by napari's button: the patient's left-right runs vertically, up = +L
+    edges = _edges((1, 2, 0), ("up", "right"))
+    assert [edges[s][0] for s in ("top", "bottom", "left", "right")] == ["L", "R", "I", "S"]
+    assert view_name((1, 2, 0), ("up", "right")) is None
+    # axial with the horizontal axis flipped: neurological convention, the patient's right on the right
+    edges = _edges((0, 1, 2), ("down", "left"))
+    assert [edges[s][0] for s in ("top", "bottom", "left", "right")] == ["A", "P", "L", "R"]
+    assert view_name((0, 1, 2), ("down", "left")) is None

@@ -30,7 +30,7 @@ _PROBE = textwrap.dedent(
     viewer.add_image(np.zeros((3, 5, 5), np.int16), contrast_limits=(-160.0, 240.0), scale=(2.0, 0.7, 0.7),
                      units=UNITS)
     viewer.add_labels(np.zeros((3, 5, 5), np.uint8), scale=(2.0, 0.7, 0.7), units=UNITS)
-    viewer.add_points(np.zeros((2, 2)), features={"letter": ["A", "P"]}, **MARKER_STYLE)
+    viewer.add_points(np.zeros((2, 3)), features={"letter": ["A", "P"]}, **MARKER_STYLE)
     print(json.dumps(sorted(set(sys.modules) - before)))
     """
 )

@@ -137,22 +137,61 @@ def default_contrast(vol: Volume) -> tuple[float, float]:
     return (lo, hi if hi > lo else lo + 1.0)
 
 
-#: Orientation marker letters at the top, bottom, left and right of an axial view (radiological).
-AXIAL_MARKERS = (("A", "top"), ("P", "bottom"), ("R", "left"), ("L", "right"))
+#: Patient direction at the low and the high end of each display world axis ``(S, P, L)``.
+AXIS_ENDS = (("I", "S"), ("A", "P"), ("R", "L"))
+
+#: The radiologist's reading planes: ``dims.order`` (slider axis first, then the vertical and the
+#: horizontal world axis) and napari's ``camera.orientation2d`` (which way those two point on screen).
+#: Radiological convention: axial seen from the feet (anterior up, the patient's right on the screen's
+#: left), coronal seen from the front (superior up, right on the left), sagittal seen from the patient's
+#: left (superior up, anterior on the left).
+VIEWS: dict[str, tuple[tuple[int, int, int], tuple[str, str]]] = {
+    "axial": ((0, 1, 2), ("down", "right")),
+    "coronal": ((1, 0, 2), ("up", "right")),
+    "sagittal": ((2, 0, 1), ("up", "right")),
+}
 
 
-def axial_marker_positions(extent_world: np.ndarray, inset: float = 0.04) -> list[tuple[str, float, float]]:
-    """``(letter, y, x)`` in display world mm for the axial orientation markers of an image.
+def view_name(order: Any, orientation2d: Any) -> str | None:
+    """The reading plane (:data:`VIEWS` key) that a ``dims.order`` and ``camera.orientation2d`` show, or
+    ``None`` for another arrangement (e.g. after napari's transpose button)."""
+    key = (tuple(int(a) for a in order)[-3:], tuple(str(o) for o in orientation2d))
+    return next((name for name, view in VIEWS.items() if view == key), None)
+
+
+def view_markers(
+    order: Any, orientation2d: Any, extent_world: np.ndarray, inset: float = 0.04
+) -> list[tuple[str, tuple[float, float, float]]]:
+    """Orientation letters at the top, bottom, left and right edges of a 2D view, with their world
+    positions ``(S, P, L)`` in mm (in the middle of the box along the slider axis).
+
+    Works for any display arrangement, not only :data:`VIEWS`: the letters say which patient direction
+    lies at each edge of the screen, so they stay true when napari's own transpose button is used.
 
     Args:
-        extent_world: ``[[z0, y0, x0], [z1, y1, x1]]`` world bounding box of the image (S, P, L).
+        order: ``dims.order`` (3 world axes, slider first; the last two are shown vertically, horizontally).
+        orientation2d: ``camera.orientation2d``: ``(vertical, horizontal)``, each ``"up"``/``"down"`` or
+            ``"left"``/``"right"`` (the direction in which the world coordinate grows on screen).
+        extent_world: ``[[z0, y0, x0], [z1, y1, x1]]`` world box (S, P, L) to place the letters in.
         inset: how far inside the edges, as a share of the side.
+
+    Returns:
+        ``[(letter, (s, p, l)), ...]`` for the top, bottom, left and right edges, in that order.
     """
-    (_, y0, x0), (_, y1, x1) = np.asarray(extent_world, dtype=np.float64)
-    dy, dx = (y1 - y0) * inset, (x1 - x0) * inset
-    ym, xm = (y0 + y1) / 2, (x0 + x1) / 2
-    where = {"top": (y0 + dy, xm), "bottom": (y1 - dy, xm), "left": (ym, x0 + dx), "right": (ym, x1 - dx)}
-    return [(letter, *where[side]) for letter, side in AXIAL_MARKERS]
+    _, vert, horiz = (int(a) for a in tuple(order)[-3:])  # letters sit mid-box along the slider axis
+    box = np.asarray(extent_world, dtype=np.float64)
+    mid = box.mean(axis=0)
+    low, high = box[0] + (box[1] - box[0]) * inset, box[1] - (box[1] - box[0]) * inset
+    v_dir, h_dir = (str(o) for o in orientation2d)
+    top_is_low = v_dir == "down"  # the coordinate grows downwards: its low end is at the top
+    left_is_low = h_dir == "right"
+    out = []
+    for axis, first_is_low in ((vert, top_is_low), (horiz, left_is_low)):
+        for end in (0, 1) if first_is_low else (1, 0):  # (top, bottom) or (left, right)
+            point = mid.copy()
+            point[axis] = low[axis] if end == 0 else high[axis]
+            out.append((AXIS_ENDS[axis][end], (float(point[0]), float(point[1]), float(point[2]))))
+    return out
 
 
 #: Colours of label values 1, 2, ... (RGB 0..1), cycled; blues, greens and purples, so they never look

@@ -75,6 +75,7 @@ class ReviewController:
     region_changed = Signal(int)
     diff_changed = Signal(object)
     overlay_visibility = Signal(bool)
+    view_changed = Signal(str)  # the reading plane shown: "axial", "coronal", "sagittal" or "" (another)
 
     def __init__(self, viewer: napari.Viewer) -> None:
         self._viewer = weakref.ref(viewer)
@@ -94,13 +95,43 @@ class ReviewController:
         }
         self.close_guard: Any = None
         self.prediction_progress.connect(self._on_progress)
-        for event in (viewer.scene.camera.events.center, viewer.scene.camera.events.zoom):
+        for event in (
+            viewer.scene.camera.events.center,
+            viewer.scene.camera.events.zoom,
+            viewer.dims.events.current_step,  # the letters live on the slice shown
+        ):
             event.connect(self._follow_camera)  # napari holds bound methods weakly
+        # the plane can also change by napari's own transpose / roll buttons: the letters follow it
+        viewer.dims.events.order.connect(self._follow_plane)
+        viewer.scene.camera.events.orientation2d.connect(self._follow_plane)
 
     def _follow_camera(self, _event: Any = None) -> None:
         viewer = self._viewer()
         if viewer is not None:
             _layers.place_markers(viewer)
+
+    def _follow_plane(self, _event: Any = None) -> None:
+        viewer = self._viewer()
+        if viewer is None:
+            return
+        _layers.place_markers(viewer)
+        self.view_changed.emit(self.view or "")
+
+    @property
+    def view(self) -> str | None:
+        """The reading plane shown (``"axial"``, ``"coronal"``, ``"sagittal"``), ``None`` for another one."""
+        from napari_medseg.io.napari_view import view_name
+
+        viewer = self.viewer
+        lead = viewer.dims.ndim - 3
+        order = [int(a) - lead for a in viewer.dims.order[-3:]]
+        return view_name(order, viewer.scene.camera.orientation2d)
+
+    def set_view(self, name: str) -> None:
+        """Show the axial, coronal or sagittal plane (radiological convention, Alt-1/2/3) through the point
+        under the sliders; the orientation letters and the Cases panel's View box follow."""
+        _layers.set_view(self.viewer, name)
+        self.view_changed.emit(self.view or "")
 
     @property
     def viewer(self) -> napari.Viewer:

@@ -3,7 +3,7 @@
 Every array goes to napari through :mod:`napari_medseg.io.napari_view`: ``to_display`` gives a
 ``(K, J, I)`` *view* of the ``(I, J, K)`` array (so painting the working-labels layer edits
 ``ReviewSession.labels`` itself, with napari's undo), and ``layer_kwargs`` places voxels at their
-physical position (mm, world axes ``(S, A, R)``).
+physical position (mm, world axes ``(S, P, L)``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import numpy as np
 
 from napari_medseg.io.napari_view import (
     UNITS,
-    axial_marker_positions,
+    VIEWS,
     default_contrast,
     from_display,
     layer_kwargs,
     to_display,
+    view_markers,
 )
 
 if TYPE_CHECKING:
@@ -185,56 +186,85 @@ def show_proposal(viewer: napari.Viewer, session: ReviewSession) -> None:
     _move_below(viewer, PROPOSAL, LABELS)
 
 
-#: How the A/P/R/L letters are drawn (a 2D Points layer whose points are invisible, only their text shows).
+#: How the orientation letters are drawn: a 3D Points layer whose points are invisible (only their text
+#: shows); :func:`place_markers` keeps them on the slice shown, in whichever plane (napari's
+#: ``projection_mode="all"`` does not show a Points layer's text on other slices, napari 0.9).
 MARKER_STYLE: dict[str, Any] = {
     "size": 0.1,
     "face_color": "transparent",
     "border_width": 0,
     "text": {"string": "{letter}", "color": "yellow", "size": 16},
-    "units": UNITS[1:],
+    "units": UNITS,
 }
 
 
 def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
-    """A/P/R/L letters at the edges of the axial view (a 2D Points layer: shown on every slice); they
-    follow the camera (:func:`place_markers`), so they stay on screen when zoomed in."""
+    """Orientation letters (A/P/R/L on an axial view, S/I/R/L coronal, S/I/A/P sagittal) at the edges of the
+    view; they follow the camera and the reading plane (:func:`place_markers`), so they stay on screen when
+    zoomed in and always name the patient direction at each edge."""
     _remove(viewer, MARKERS)
-    marks = axial_marker_positions(visible_box(viewer, image))
+    marks = _markers(viewer, image)
     with _keep_active(viewer):
         layer = viewer.add_points(
-            np.array([[y, x] for _, y, x in marks]),
+            np.array([point for _, point in marks]),
             name=MARKERS,
-            features={"letter": [m[0] for m in marks]},
+            features={"letter": [letter for letter, _ in marks]},
             **MARKER_STYLE,
         )
     layer.editable = False
     return layer
 
 
+def _markers(viewer: napari.Viewer, image: Any) -> list[tuple[str, tuple[float, float, float]]]:
+    lead = viewer.dims.ndim - 3  # a 4D layer elsewhere adds leading world axes
+    order = [int(a) - lead for a in viewer.dims.order[-3:]]
+    marks = view_markers(order, viewer.scene.camera.orientation2d, visible_box(viewer, image))
+    slider, at = order[0], float(viewer.dims.point[order[0] + lead])
+    return [(letter, tuple(at if a == slider else v for a, v in enumerate(p))) for letter, p in marks]
+
+
 def visible_box(viewer: napari.Viewer, image: Any) -> np.ndarray:
-    """``[[z0, y0, x0], [z1, y1, x1]]`` world box of the image part the 2D view shows (whole image if unknown)."""
-    extent = np.asarray(image.extent.world, dtype=np.float64)
+    """``[[z0, y0, x0], [z1, y1, x1]]`` world box (S, P, L) of the image part the 2D view shows: the image's
+    extent, cut to the canvas along the two displayed axes (whole image if unknown or in 3D)."""
+    extent = np.asarray(image.extent.world, dtype=np.float64)[:, -3:]
     if viewer.dims.ndisplay != 2:
         return extent
+    shown = [int(a) - (viewer.dims.ndim - 3) for a in viewer.dims.displayed]
     height, width = viewer.canvas.size
     half = np.array([height, width], dtype=np.float64) / (2.0 * max(viewer.scene.camera.zoom, 1e-9))
     centre = np.asarray(viewer.scene.camera.center[-2:], dtype=np.float64)
-    low = np.maximum(extent[0, -2:], centre - half)
-    high = np.minimum(extent[1, -2:], centre + half)
+    low = np.maximum(extent[0, shown], centre - half)
+    high = np.minimum(extent[1, shown], centre + half)
     if np.any(high <= low):
         return extent
     box = extent.copy()
-    box[0, -2:], box[1, -2:] = low, high
+    box[0, shown], box[1, shown] = low, high
     return box
 
 
 def place_markers(viewer: napari.Viewer) -> None:
-    """Move the A/P/R/L letters to the edges of what the view shows now."""
+    """Move the orientation letters to the edges of what the view shows now, on the slice shown (4.6 ms),
+    naming the current plane."""
     layer, image = get(viewer, MARKERS), get(viewer, IMAGE)
     if layer is None or image is None:
         return
-    marks = axial_marker_positions(visible_box(viewer, image))
-    layer.data = np.array([[y, x] for _, y, x in marks])
+    marks = _markers(viewer, image)
+    letters = [letter for letter, _ in marks]
+    layer.data = np.array([point for _, point in marks])  # always four points
+    if layer.features["letter"].tolist() != letters:  # another plane: new letters
+        layer.features = {"letter": letters}
+
+
+def set_view(viewer: napari.Viewer, name: str) -> None:
+    """Show the reading plane ``name`` (a :data:`~napari_medseg.io.napari_view.VIEWS` key) in the radiological
+    convention, keeping the point under the sliders: after "Next region", coronal shows that region's slice."""
+    order, orientation2d = VIEWS[name]
+    viewer.dims.ndisplay = 2
+    lead = viewer.dims.ndim - 3  # a 4D layer elsewhere adds leading world axes
+    viewer.dims.order = (*range(lead), *(int(a) + lead for a in order))
+    viewer.scene.camera.orientation2d = orientation2d
+    viewer.reset_view()
+    place_markers(viewer)
 
 
 def show_region(viewer: napari.Viewer, world: tuple[float, ...], radius_mm: float) -> Any:

@@ -27,7 +27,7 @@ def _build_layers() -> None:
     scale = (2.0, 0.7, 0.7)
     Image(np.zeros((2, 4, 4), np.int16), contrast_limits=(-160.0, 240.0), scale=scale, units=UNITS)
     Labels(np.zeros((2, 4, 4), np.uint8), scale=scale, units=UNITS)
-    Points(np.zeros((2, 2)), features={"letter": ["A", "P"]}, **MARKER_STYLE)  # the A/P/R/L letters
+    Points(np.zeros((2, 3)), features={"letter": ["A", "P"]}, **MARKER_STYLE)  # the orientation letters
 
 
 def _run() -> None:

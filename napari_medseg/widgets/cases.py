@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg.io.napari_view import CT_WINDOWS
+from napari_medseg.io.napari_view import CT_WINDOWS, VIEWS
 from napari_medseg.widgets import _layers
 from napari_medseg.widgets._controller import controller_for, unwrap
 
@@ -81,6 +81,14 @@ class CasesPanel(QWidget):
             "CT window (level/width in HU); auto: soft tissue for CT, else 0.5-99.5 %"
         )
         self.window_combo.currentTextChanged.connect(self.apply_window)
+        self.view_combo = QComboBox()
+        self.view_combo.addItems(list(VIEWS))
+        self.view_combo.setToolTip(
+            "reading plane, radiological convention (Alt-1/2/3): axial from the feet, coronal from the front, "
+            "sagittal from the patient's left"
+        )
+        self.view_combo.textActivated.connect(self.ctrl.set_view)
+        self.ctrl.view_changed.connect(self._show_view)
         add_btn = QPushButton("Add opened image to store")
         add_btn.setToolTip("import the image opened with File > Open into this store and open it as a case")
         add_btn.clicked.connect(lambda: self.ctrl.adopt_image())
@@ -104,13 +112,17 @@ class CasesPanel(QWidget):
         row5 = QHBoxLayout()
         row5.addWidget(QLabel("Window"))
         row5.addWidget(self.window_combo)
-        row5.addWidget(add_btn)
+        row5.addWidget(QLabel("View"))
+        row5.addWidget(self.view_combo)
+        row6 = QHBoxLayout()
+        row6.addWidget(add_btn)
         layout = QVBoxLayout(self)
         for row in (row1, row2, row3):
             layout.addLayout(row)
         layout.addWidget(self.table)
         layout.addLayout(row4)
         layout.addLayout(row5)
+        layout.addLayout(row6)
         layout.addWidget(self.status_label)
 
         self.destroyed.connect(self.ctrl.release)  # the viewer closes: give the case lock back
@@ -173,6 +185,13 @@ class CasesPanel(QWidget):
             from napari_medseg.io.napari_view import default_contrast
 
             layer.contrast_limits = default_contrast(self.ctrl.session.image)
+
+    def _show_view(self, name: str) -> None:
+        """Follow the plane shown (also when napari's own buttons change it); blank for another one."""
+        if name:
+            self.view_combo.setCurrentText(name)
+        else:
+            self.view_combo.setCurrentIndex(-1)
 
     def _active_image(self):  # noqa: ANN202 - a napari Image layer or None
         layer = self.viewer.layers.selection.active

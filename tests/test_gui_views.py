@@ -1,0 +1,153 @@
+"""Axial, coronal and sagittal reading planes on a real CT, checked on screen: the anatomy lies where a
+radiologist expects it (superior up in coronal and sagittal, anterior up in axial and on the left in
+sagittal) and the orientation letters name the patient direction at each edge, also after napari's own
+transpose button. Screenshots go to a temp folder, or to MEDSEG_SCREENSHOT_DIR."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.gui
+
+SCREENSHOTS = Path(os.environ.get("MEDSEG_SCREENSHOT_DIR", tempfile.gettempdir()))
+#: Structures of the TotalSegmentator CT example (its "total" class ids) merged into three classes.
+CLASSES = {0: "background", 1: "lung", 2: "liver", 3: "vertebrae"}
+TOTALSEG_IDS = {1: range(10, 15), 2: (5,), 3: range(25, 51)}
+#: Which class must lie before which on screen in each plane: (class before, class after, screen axis),
+#: axis 0 = rows (before = higher on screen), 1 = columns (before = further left).
+EXPECTED = {
+    "axial": [(2, 3, 0)],  # liver anterior to the spine: anterior up
+    "coronal": [(1, 2, 0)],  # lungs above the liver: superior up
+    "sagittal": [(1, 2, 0), (2, 3, 1)],  # superior up, and anterior (liver) left of the spine
+}
+LETTERS = {"axial": "APRL", "coronal": "SIRL", "sagittal": "SIAP"}  # top, bottom, left, right
+
+
+@pytest.fixture()
+def ct_store(totalseg_dir, tmp_path):
+    from napari_medseg.store import CaseStore
+
+    seg = nib.load(str(totalseg_dir / "example_seg.nii.gz"))
+    ids = np.asarray(seg.dataobj)
+    merged = np.zeros(ids.shape, np.uint8)
+    for value, members in TOTALSEG_IDS.items():
+        merged[np.isin(ids, list(members))] = value
+    label = tmp_path / "example_ct_sm.nii.gz"
+    nib.save(nib.Nifti1Image(merged, seg.affine), str(label))
+    store = CaseStore.init(tmp_path / "ct", name="ct", labels=CLASSES, modality="CT")
+    case = store.import_case(totalseg_dir / "example_ct_sm.nii.gz", label)
+    return store, case
+
+
+def _screen_centre(canvas: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Mean (row, col) of the canvas pixels of one label colour."""
+    hit = np.abs(canvas[..., :3].astype(int) - colour).max(axis=-1) <= 12
+    assert hit.sum() > 30, f"colour {colour} is not on screen"
+    return np.argwhere(hit).mean(axis=0)
+
+
+def _best_slice(layer, axis: int, classes: set[int]) -> float:
+    """World position (mm) along ``axis`` of the slice that shows the smallest of ``classes`` the most
+    (the layer's data axes are the world axes, possibly flipped)."""
+    data = np.asarray(layer.data)
+    counts = [np.moveaxis(data == c, axis, 0).sum(axis=(1, 2)) for c in classes]
+    index = (np.array(data.shape) - 1) / 2
+    index[axis] = int(np.argmax(np.min(counts, axis=0)))
+    return float(np.asarray(layer.data_to_world(index))[axis])
+
+
+def _letters_on_screen(viewer, markers, canvas_shape) -> dict[str, tuple[float, float]]:
+    """Canvas (row, col) of each orientation letter, from napari's 2D camera."""
+    shown = list(viewer.dims.displayed)
+    centre = np.asarray(viewer.scene.camera.center[-2:])
+    flip = np.array([-1 if str(o) in ("up", "left") else 1 for o in viewer.scene.camera.orientation2d])
+    half = np.array(canvas_shape[:2]) / 2
+    return {
+        letter: tuple(flip * (np.asarray(point)[shown] - centre) * viewer.scene.camera.zoom + half)
+        for letter, point in zip(markers.features["letter"], markers.data, strict=True)
+    }
+
+
+def test_reading_planes_show_the_anatomy_the_radiological_way(make_napari_viewer, qtbot, ct_store):
+    from qtpy.QtCore import Qt
+
+    from napari_medseg.io.label_colors import label_rgb
+    from napari_medseg.review import ReviewSession
+    from napari_medseg.widgets import _layers
+    from napari_medseg.widgets._controller import controller_for
+    from napari_medseg.widgets.layout import dock_review_panels
+
+    store, case = ct_store
+    viewer = make_napari_viewer(show=True)
+    _docks, panels = dock_review_panels(viewer)
+    ctrl = controller_for(viewer)
+    ctrl.set_session(ReviewSession(store, user="alice"))
+    assert ctrl.open_case(case)
+    combo = panels["Cases"].view_combo
+    assert ctrl.view == "axial" and combo.currentText() == "axial"
+    labels = viewer.layers[_layers.LABELS]
+    markers = viewer.layers[_layers.MARKERS]
+
+    canvas_widget = viewer.window._qt_viewer.canvas.native
+    keys = {"axial": Qt.Key_1, "sagittal": Qt.Key_3}
+    for view in ("coronal", "sagittal", "axial"):
+        if view == "coronal":  # the user picks it in the Cases panel
+            combo.textActivated.emit(view)
+        else:  # Alt-3, Alt-1 on the canvas
+            canvas_widget.setFocus()
+            qtbot.keyClick(canvas_widget, keys[view], Qt.AltModifier)
+            qtbot.wait(50)
+        assert ctrl.view == view and combo.currentText() == view
+        slider = viewer.dims.order[0]
+        classes = {c for pair in EXPECTED[view] for c in pair[:2]}
+        viewer.dims.set_point(slider, _best_slice(labels, slider, classes))
+        qtbot.wait(50)
+
+        # the orientation letters: this plane's, each at its edge of the canvas
+        canvas_shape = viewer.screenshot(canvas_only=True, flash=False).shape
+        where = _letters_on_screen(viewer, markers, canvas_shape)
+        top, bottom, left, right = LETTERS[view]
+        assert set(where) == set(LETTERS[view])
+        assert where[top][0] < where[bottom][0] and where[left][1] < where[right][1]
+        assert all(0 <= r < canvas_shape[0] and 0 <= c < canvas_shape[1] for r, c in where.values())
+        shot = viewer.screenshot(canvas_only=True, flash=False)
+        for letter, (r, c) in where.items():  # drawn on this slice: yellow text at each position
+            patch = shot[max(int(r) - 12, 0) : int(r) + 12, max(int(c) - 12, 0) : int(c) + 12].astype(int)
+            yellow = (patch[..., 0] > 200) & (patch[..., 1] > 200) & (patch[..., 2] < 80)
+            assert yellow.sum() > 10, f"letter {letter} is not drawn in the {view} view"
+
+        # the anatomy, from the pixels: only the labels, filled
+        others = [layer for layer in viewer.layers if layer is not labels and layer.visible]
+        for layer in others:
+            layer.visible = False
+        labels.contour, labels.opacity = 0, 1.0
+        canvas = viewer.screenshot(canvas_only=True, flash=False)
+        labels.contour, labels.opacity = 2, 0.9
+        for layer in others:
+            layer.visible = True
+        for before, after, screen_axis in EXPECTED[view]:
+            a = _screen_centre(canvas, np.array(label_rgb(before)))
+            b = _screen_centre(canvas, np.array(label_rgb(after)))
+            assert a[screen_axis] < b[screen_axis], (view, CLASSES[before], CLASSES[after], a, b)
+        if view == "coronal":
+            qtbot.wait(100)
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            viewer.window._qt_window.grab().save(str(SCREENSHOTS / "coronal_ct_1080p.png"))
+
+    # napari's own transpose button: no named plane any more, the letters still tell the truth
+    ctrl.set_view("coronal")
+    viewer.dims.transpose()  # displayed (S, L) -> (L, S); the camera keeps "up", "right"
+    assert ctrl.view is None and combo.currentIndex() == -1
+    where = _letters_on_screen(viewer, markers, canvas_shape)
+    assert set(where) == set("LRIS")
+    assert where["L"][0] < where["R"][0] and where["I"][1] < where["S"][1]
+    ctrl.set_view("axial")
+    assert viewer.dims.order == (0, 1, 2) and combo.currentText() == "axial"
