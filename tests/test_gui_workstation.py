@@ -109,6 +109,12 @@ def test_hippocampus_review_fits_1080p_and_every_panel_follows_the_open_case(
         "region 1/" in viewer.canvas.overlays.text.text
         and "shown from 0.50" in viewer.canvas.overlays.text.text
     )
+    # the region's slice number is the one the slider shows, in whichever plane is shown
+    assert f"axial: slice {viewer.dims.current_step[0]}," in viewer.canvas.overlays.text.text
+    ctrl.set_view("coronal")
+    assert f"coronal: slice {viewer.dims.current_step[1]}," in viewer.canvas.overlays.text.text
+    assert "coronal: slice" in panels["Uncertainty"].region_list.item(0).text()
+    ctrl.set_view("axial")
     markers = viewer.layers[_layers.MARKERS]
     marks = dict(zip(markers.features["letter"], markers.data, strict=True))
     assert marks["A"][1] < marks["P"][1] and marks["R"][2] < marks["L"][2]  # radiological: A up, R left

@@ -115,6 +115,7 @@ class ReviewController:
         if viewer is None:
             return
         _layers.place_markers(viewer)
+        self.describe_overlay()  # the region's slice number is the new plane's
         self.view_changed.emit(self.view or "")
 
     @property
@@ -130,8 +131,7 @@ class ReviewController:
     def set_view(self, name: str) -> None:
         """Show the axial, coronal or sagittal plane (radiological convention, Alt-1/2/3) through the point
         under the sliders; the orientation letters and the Cases panel's View box follow."""
-        _layers.set_view(self.viewer, name)
-        self.view_changed.emit(self.view or "")
+        _layers.set_view(self.viewer, name)  # the plane's events update the letters and the canvas line
 
     @property
     def viewer(self) -> napari.Viewer:
@@ -490,6 +490,11 @@ class ReviewController:
         self.region_changed.emit(index)
         return True
 
+    def region_slice(self, region: Any) -> str:
+        """Where a region is in the plane shown, as the slider says it: e.g. ``"coronal slice 212"``."""
+        world = _layers.voxel_to_world(self.viewer, region.centroid_voxel)
+        return f"{self.view or 'this view'}: slice {_layers.slice_number(self.viewer, world)}"
+
     def describe_overlay(self) -> None:
         """The canvas line: overlay threshold and the current region (number, slice, mean uncertainty)."""
         viewer = self.viewer
@@ -503,7 +508,7 @@ class ReviewController:
         if 0 <= self.region_index < len(regions):
             r = regions[self.region_index]
             text += (
-                f"  ·  region {self.region_index + 1}/{len(regions)}, slice {round(r.centroid_voxel[2])}, "
+                f"  ·  region {self.region_index + 1}/{len(regions)}, {self.region_slice(r)}, "
                 f"mean {r.mean_uncertainty:.2f}"
             )
         if self.session.outside_domain:

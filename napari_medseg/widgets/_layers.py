@@ -404,6 +404,14 @@ def voxel_to_world(viewer: napari.Viewer, ijk: tuple[float, float, float]) -> tu
     return tuple(float(v) for v in layer.data_to_world(display_index))
 
 
+def slice_number(viewer: napari.Viewer, world: tuple[float, ...]) -> int:
+    """The slice number napari's slider shows (0-based) when the plane shown passes through ``world`` (mm,
+    display axis order): in an axial view the axial slice, in a coronal view the coronal one."""
+    axis = int(viewer.dims.order[0])
+    start, _stop, step = viewer.dims.range[axis]
+    return int(round((float(world[axis]) - float(start)) / float(step))) if step else 0
+
+
 def centre_on(viewer: napari.Viewer, world: tuple[float, ...]) -> None:
     """Move the sliders of all three axes and the camera to ``world`` (mm, display axis order)."""
     viewer.dims.set_point(range(len(world)), world)

@@ -76,6 +76,7 @@ class UncertaintyPanel(QWidget):
         self.ctrl.prediction_finished.connect(lambda _p: self.refresh())
         self.ctrl.case_opened.connect(lambda _c: self.refresh())
         self.ctrl.region_changed.connect(self._select_row)
+        self.ctrl.view_changed.connect(lambda _view: self.refresh())  # slice numbers of the new plane
         self.ctrl.overlay_visibility.connect(self._show_visibility)
         self.viewer.layers.events.inserted.connect(self._layer_added)
         self.refresh()
@@ -85,7 +86,7 @@ class UncertaintyPanel(QWidget):
         self.region_list.clear()
         for r in self.ctrl.regions():
             self.region_list.addItem(
-                f"#{r.id}  slice {round(r.centroid_voxel[2])}  {r.volume_mm3:.0f} mm³  "
+                f"#{r.id}  {self.ctrl.region_slice(r)}  {r.volume_mm3:.0f} mm³  "
                 f"mean uncertainty {r.mean_uncertainty:.2f}"
             )
         self._updating = False
