@@ -72,7 +72,7 @@ def _letters_on_screen(viewer, markers, canvas_shape) -> dict[str, tuple[float, 
     half = np.array(canvas_shape[:2]) / 2
     return {
         letter: tuple(flip * (np.asarray(point)[shown] - centre) * viewer.scene.camera.zoom + half)
-        for letter, point in zip(markers.features["letter"], markers.data, strict=True)
+        for letter, point in zip(markers.features["letter"], markers.data * markers.scale, strict=True)
     }
 
 
@@ -95,6 +95,9 @@ def test_reading_planes_show_the_anatomy_the_radiological_way(make_napari_viewer
     assert ctrl.view == "axial" and combo.currentText() == "axial"
     labels = viewer.layers[_layers.LABELS]
     markers = viewer.layers[_layers.MARKERS]
+    image = viewer.layers[_layers.IMAGE]
+    # one slider step per slice in every plane: the letters never add steps of their own
+    assert tuple(viewer.dims.nsteps) == image.data.shape
 
     canvas_widget = viewer.window._qt_viewer.canvas.native
     keys = {"axial": Qt.Key_1, "sagittal": Qt.Key_3}
@@ -106,6 +109,7 @@ def test_reading_planes_show_the_anatomy_the_radiological_way(make_napari_viewer
             qtbot.keyClick(canvas_widget, keys[view], Qt.AltModifier)
             qtbot.wait(50)
         assert ctrl.view == view and combo.currentText() == view
+        assert tuple(viewer.dims.nsteps) == image.data.shape
         slider = viewer.dims.order[0]
         classes = {c for pair in EXPECTED[view] for c in pair[:2]}
         viewer.dims.set_point(slider, _best_slice(labels, slider, classes))
@@ -151,3 +155,14 @@ def test_reading_planes_show_the_anatomy_the_radiological_way(make_napari_viewer
     assert where["L"][0] < where["R"][0] and where["I"][1] < where["S"][1]
     ctrl.set_view("axial")
     assert viewer.dims.order == (0, 1, 2) and combo.currentText() == "axial"
+    # the current-region ring (what "Next region" draws) shows in every plane, without slider steps of its own
+    liver = np.argwhere(np.asarray(viewer.layers[_layers.LABELS].data) == 2).mean(axis=0)
+    world = tuple(float(v) for v in viewer.layers[_layers.LABELS].data_to_world(liver))
+    _layers.centre_on(viewer, world)
+    _layers.show_region(viewer, world, radius_mm=15.0)
+    for view in ("axial", "coronal", "sagittal"):
+        ctrl.set_view(view)
+        assert tuple(viewer.dims.nsteps) == image.data.shape
+        shot = viewer.screenshot(canvas_only=True, flash=False).astype(int)
+        cyan = (shot[..., 0] < 60) & (shot[..., 1] > 200) & (shot[..., 2] > 200)
+        assert cyan.sum() > 50, f"the region ring is not drawn in the {view} view"

@@ -116,11 +116,11 @@ def test_hippocampus_review_fits_1080p_and_every_panel_follows_the_open_case(
     assert "coronal: slice" in panels["Uncertainty"].region_list.item(0).text()
     ctrl.set_view("axial")
     markers = viewer.layers[_layers.MARKERS]
-    marks = dict(zip(markers.features["letter"], markers.data, strict=True))
+    marks = dict(zip(markers.features["letter"], markers.data * markers.scale, strict=True))  # world mm
     assert marks["A"][1] < marks["P"][1] and marks["R"][2] < marks["L"][2]  # radiological: A up, R left
     viewer.scene.camera.zoom *= 4  # zoomed in: the letters follow the edges of what is shown
     (_, y0, x0), (_, y1, x1) = _layers.visible_box(viewer, viewer.layers[_layers.IMAGE])
-    assert all(y0 <= y <= y1 and x0 <= x <= x1 for _, y, x in markers.data)
+    assert all(y0 <= y <= y1 and x0 <= x <= x1 for _, y, x in markers.data * markers.scale)
     assert (y1 - y0) < np.ptp(viewer.layers[_layers.IMAGE].extent.world[:, 1])
     viewer.scene.camera.zoom /= 4
     assert (
@@ -158,6 +158,8 @@ def test_hippocampus_review_fits_1080p_and_every_panel_follows_the_open_case(
 def test_ct_with_expert_contour_reads_like_a_ct_and_the_hippocampus_model_refuses_it(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
+    from qtpy.QtWidgets import QPushButton
+
     from napari_medseg.io.napari_view import CT_WINDOWS, window_limits
     from napari_medseg.review import ReviewSession
     from napari_medseg.store import CaseStore
@@ -181,6 +183,24 @@ def test_ct_with_expert_contour_reads_like_a_ct_and_the_hippocampus_model_refuse
     assert contour.features["class"].tolist() == ["background", "tumour"] and (contour.data == 1).sum() > 0
     k = int(np.argmax((session.labels == 1).sum(axis=(0, 1))))
     ctrl.viewer.dims.set_current_step(0, k)
+
+    # the tumour's volume, measured in the background on the CT's 0.98 x 0.98 x 3.27 mm voxels
+    volumes = panels["Review"].volumes_label
+    qtbot.waitUntil(lambda: "tumour" in volumes.text(), timeout=10000)
+    ml = int((session.labels == 1).sum()) * float(np.prod(session.image.spacing)) / 1000
+    assert f"tumour {ml:.3g} mL" in volumes.text() and "proposal" not in volumes.text()
+    contour.paint((k, 10, 10), 1, refresh=True)  # a brush dab far from the tumour, then Measure
+    measure = next(b for b in panels["Review"].findChildren(QPushButton) if b.text() == "Measure volumes")
+    measure.click()
+    qtbot.waitUntil(lambda: f"tumour {ml:.3g} mL" not in volumes.text(), timeout=10000)
+    grown = int((session.labels == 1).sum()) * float(np.prod(session.image.spacing)) / 1000
+    assert grown > ml and f"tumour {grown:.3g} mL" in volumes.text()
+    contour.undo()
+    assert not session.has_unsaved_changes
+    docks["Review"].raise_()
+    qtbot.wait(100)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    viewer.window._qt_window.grab().save(str(SCREENSHOTS / "ct_review_1080p.png"))
 
     # the same CT through File > Open (our reader, chosen without asking) sits exactly on the case view
     opened = viewer.open(image, plugin=None)[0]  # as File > Open calls it

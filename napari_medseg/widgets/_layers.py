@@ -204,15 +204,24 @@ def show_orientation(viewer: napari.Viewer, image: Any) -> Any:
     zoomed in and always name the patient direction at each edge."""
     _remove(viewer, MARKERS)
     marks = _markers(viewer, image)
+    step = _image_step(image)
     with _keep_active(viewer):
         layer = viewer.add_points(
-            np.array([point for _, point in marks]),
+            np.array([point for _, point in marks]) / step,
             name=MARKERS,
             features={"letter": [letter for letter, _ in marks]},
+            scale=step,
             **MARKER_STYLE,
         )
     layer.editable = False
     return layer
+
+
+def _image_step(image: Any) -> np.ndarray:
+    """The image's voxel size per world axis (mm). Helper Points layers take it as their scale (data =
+    world / step): napari's sliders step by the smallest scale of any layer, so a Points layer at 1 mm
+    would turn a 3.27 mm CT's 53 slices into 173 slider steps."""
+    return np.abs(np.asarray(image.scale, dtype=np.float64)[-3:])
 
 
 def _markers(viewer: napari.Viewer, image: Any) -> list[tuple[str, tuple[float, float, float]]]:
@@ -250,7 +259,7 @@ def place_markers(viewer: napari.Viewer) -> None:
         return
     marks = _markers(viewer, image)
     letters = [letter for letter, _ in marks]
-    layer.data = np.array([point for _, point in marks])  # always four points
+    layer.data = np.array([point for _, point in marks]) / np.asarray(layer.scale)  # always four points
     if layer.features["letter"].tolist() != letters:  # another plane: new letters
         layer.features = {"letter": letters}
 
@@ -270,13 +279,20 @@ def set_view(viewer: napari.Viewer, name: str) -> None:
 def show_region(viewer: napari.Viewer, world: tuple[float, ...], radius_mm: float) -> Any:
     """Mark the current uncertain region: a thin cyan circle around it (on its centre slice)."""
     layer = get(viewer, REGION)
-    point = np.asarray([world], dtype=np.float64)
-    size = 2.0 * radius_mm + 4.0  # a little outside the region, so its colours stay visible
+    image = get(viewer, IMAGE)
+    step = _image_step(image) if image is not None else np.ones(3)
+    point = np.asarray([world], dtype=np.float64)[:, -3:] / step
+    # a little outside the region, so its colours stay visible (mm; point sizes are in data units)
+    size = (2.0 * radius_mm + 4.0) / float(step.min())
+    if layer is not None and not np.allclose(layer.scale, step):  # another case's grid
+        _remove(viewer, REGION)
+        layer = None
     if layer is None:
         with _keep_active(viewer):
             layer = viewer.add_points(
                 point,
                 name=REGION,
+                scale=step,
                 symbol="disc",
                 size=size,
                 face_color="transparent",

@@ -43,6 +43,12 @@ class ReviewPanel(QWidget):
         needs_work_btn.clicked.connect(self.needs_work)
         diff_btn = QPushButton("Show changes vs proposal")
         diff_btn.clicked.connect(self.ctrl.show_diff)
+        self.volumes_label = QLabel("")
+        self.volumes_label.setWordWrap(True)
+        self.volumes_label.setToolTip("structure volumes of the working labels, and of the model's proposal")
+        measure_btn = QPushButton("Measure volumes")
+        measure_btn.setToolTip("measure again after painting (done by itself on open, accept, save, run)")
+        measure_btn.clicked.connect(self.ctrl.measure_volumes)
         self.diff_label = QLabel("")
         self.diff_label.setWordWrap(True)
         self.history = QTextEdit()
@@ -56,6 +62,10 @@ class ReviewPanel(QWidget):
         verdict_row.addWidget(needs_work_btn)
         layout = QVBoxLayout(self)
         layout.addWidget(self.case_label)
+        volumes_row = QHBoxLayout()
+        volumes_row.addWidget(self.volumes_label, 1)
+        volumes_row.addWidget(measure_btn)
+        layout.addLayout(volumes_row)
         layout.addWidget(accept_btn)
         layout.addLayout(save_row)
         layout.addWidget(self.comment_edit)
@@ -69,6 +79,7 @@ class ReviewPanel(QWidget):
         self.ctrl.store_changed.connect(self.refresh)
         self.ctrl.session_changed.connect(self.refresh)
         self.ctrl.diff_changed.connect(lambda d: self.diff_label.setText(d.summary()))
+        self.ctrl.volumes_changed.connect(self._show_volumes)
         self.refresh()
 
     def save(self):  # noqa: ANN201 - VersionInfo or None
@@ -89,14 +100,21 @@ class ReviewPanel(QWidget):
             self.comment_edit.clear()
         return ok
 
+    def _show_volumes(self, case_id: str, volumes: list) -> None:
+        lines = [v.text() for v in volumes] or ["no labelled structure"]
+        self.volumes_label.setText("Volumes: " + " · ".join(lines))
+        self.volumes_label.setProperty("case_id", case_id)
+
     def refresh(self, clear_diff: bool = False) -> None:
         s = self.ctrl.session
-        if clear_diff:  # a new case: the previous case's diff no longer applies
+        if clear_diff:  # a new case: the previous case's diff and volumes no longer apply
             self.diff_label.clear()
+            self.volumes_label.clear()
         if s is None or s.case_id is None:
             self.case_label.setText("no case open")
             self.history.clear()
             self.diff_label.clear()
+            self.volumes_label.clear()
             return
         self.case_label.setText(f"{s.case_id} · {s.status()} · editing from version {s.edited_from or '-'}")
         lines = []
