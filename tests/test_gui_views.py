@@ -40,10 +40,17 @@ def ct_store(totalseg_dir, tmp_path):
     merged = np.zeros(ids.shape, np.uint8)
     for value, members in TOTALSEG_IDS.items():
         merged[np.isin(ids, list(members))] = value
-    label = tmp_path / "example_ct_sm.nii.gz"
-    nib.save(nib.Nifti1Image(merged, seg.affine), str(label))
+    # stored head-down (slice k = 0 the most superior), as some scanners write them: the same anatomy on a
+    # grid whose K index runs against the axial slider
+    ct = nib.load(str(totalseg_dir / "example_ct_sm.nii.gz"))
+    flip = np.diag([1.0, 1.0, -1.0, 1.0])
+    flip[2, 3] = ids.shape[2] - 1
+    image, label = tmp_path / "images" / "example_ct_sm.nii.gz", tmp_path / "example_ct_sm.nii.gz"
+    image.parent.mkdir()
+    nib.save(nib.Nifti1Image(np.asarray(ct.dataobj)[:, :, ::-1], ct.affine @ flip), str(image))
+    nib.save(nib.Nifti1Image(merged[:, :, ::-1], seg.affine @ flip), str(label))
     store = CaseStore.init(tmp_path / "ct", name="ct", labels=CLASSES, modality="CT")
-    case = store.import_case(totalseg_dir / "example_ct_sm.nii.gz", label)
+    case = store.import_case(image, label)
     return store, case
 
 
@@ -145,6 +152,15 @@ def test_reading_planes_show_the_anatomy_the_radiological_way(make_napari_viewer
             qtbot.wait(100)
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             viewer.window._qt_window.grab().save(str(SCREENSHOTS / "coronal_ct_1080p.png"))
+
+    # the Review panel's sizes name the slice as the axial slider numbers it (here K runs the other way)
+    from napari_medseg.review.measurements import axial_diameters
+
+    session = ctrl.session
+    qtbot.waitUntil(lambda: "vertebrae" in panels["Review"].measures_label.text(), timeout=10000)
+    spine = axial_diameters(session.labels == 3, session.image.affine)
+    on = session.labels.shape[2] - 1 - spine.k
+    assert panels["Review"].measures_label.text().endswith(f"mm on axial slice {on}")
 
     # napari's own transpose button: no named plane any more, the letters still tell the truth
     ctrl.set_view("coronal")

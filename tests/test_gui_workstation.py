@@ -184,19 +184,31 @@ def test_ct_with_expert_contour_reads_like_a_ct_and_the_hippocampus_model_refuse
     k = int(np.argmax((session.labels == 1).sum(axis=(0, 1))))
     ctrl.viewer.dims.set_current_step(0, k)
 
-    # the tumour's volume, measured in the background on the CT's 0.98 x 0.98 x 3.27 mm voxels
-    volumes = panels["Review"].volumes_label
-    qtbot.waitUntil(lambda: "tumour" in volumes.text(), timeout=10000)
+    # the tumour's volume and size, measured in the background on the CT's 0.98 x 0.98 x 3.27 mm voxels
+    from napari_medseg.review.measurements import axial_diameters
+
+    shown = panels["Review"].measures_label
+    qtbot.waitUntil(lambda: "tumour" in shown.text(), timeout=10000)
     ml = int((session.labels == 1).sum()) * float(np.prod(session.image.spacing)) / 1000
-    assert f"tumour {ml:.3g} mL" in volumes.text() and "proposal" not in volumes.text()
+    size = axial_diameters(session.labels == 1, session.image.affine)
+    world = viewer.layers[_layers.LABELS].data_to_world((size.k, 0, 0))  # display order (k, j, i)
+    viewer.dims.set_point(0, world[0])
+    on = viewer.dims.current_step[0]  # the axial slider's number for that slice
+    assert (
+        shown.text() == f"tumour {ml:.3g} mL, {size.long_mm:.0f} × {size.short_mm:.0f} mm on axial slice {on}"
+    )
+    ctrl.viewer.dims.set_current_step(0, k)
     contour.paint((k, 10, 10), 1, refresh=True)  # a brush dab far from the tumour, then Measure
-    measure = next(b for b in panels["Review"].findChildren(QPushButton) if b.text() == "Measure volumes")
+    measure = next(b for b in panels["Review"].findChildren(QPushButton) if b.text() == "Measure")
     measure.click()
-    qtbot.waitUntil(lambda: f"tumour {ml:.3g} mL" not in volumes.text(), timeout=10000)
+    qtbot.waitUntil(lambda: f"tumour {ml:.3g} mL" not in shown.text(), timeout=10000)
     grown = int((session.labels == 1).sum()) * float(np.prod(session.image.spacing)) / 1000
-    assert grown > ml and f"tumour {grown:.3g} mL" in volumes.text()
+    assert grown > ml and f"tumour {grown:.3g} mL" in shown.text()
     contour.undo()
     assert not session.has_unsaved_changes
+    measure.click()  # after an undo: back to the expert contour's figures
+    qtbot.waitUntil(lambda: f"tumour {ml:.3g} mL" in shown.text(), timeout=10000)
+    assert f"{size.long_mm:.0f} × {size.short_mm:.0f} mm" in shown.text()
     docks["Review"].raise_()
     qtbot.wait(100)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,7 @@ class ReviewController:
     region_changed = Signal(int)
     diff_changed = Signal(object)
     overlay_visibility = Signal(bool)
-    volumes_changed = Signal(str, object)  # case id, list of review.volumes.StructureVolume
+    measurements_changed = Signal(str, object)  # case id, list of review.measurements.StructureMeasurement
     view_changed = Signal(str)  # the reading plane shown: "axial", "coronal", "sagittal" or "" (another)
 
     def __init__(self, viewer: napari.Viewer) -> None:
@@ -291,7 +291,7 @@ class ReviewController:
         self.describe_overlay()
         give_back_freed_memory()  # the previous case's arrays and layers are gone by now (2-3 ms)
         self.case_opened.emit(case_id)
-        self.measure_volumes()
+        self.measure_structures()
         return True
 
     def adopt_image(self, run: bool = False) -> bool:
@@ -453,7 +453,7 @@ class ReviewController:
             viewer.layers.selection.active = viewer.layers[_layers.LABELS]
         self.region_index = -1
         self.describe_overlay()
-        self.measure_volumes()
+        self.measure_structures()
 
     def _prediction_failed(self, err: BaseException) -> None:
         self.prediction_finished.emit(None)
@@ -570,7 +570,7 @@ class ReviewController:
             else:
                 s.accept_proposal()
             _layers.refresh_labels(self.viewer, s)
-            self.measure_volumes()
+            self.measure_structures()
             return True
         return False
 
@@ -597,7 +597,7 @@ class ReviewController:
             return None
         _notify.info(f"saved {s.case_id} version {info.number}")
         self.store_changed.emit()
-        self.measure_volumes()
+        self.measure_structures()
         return info
 
     def approve(self, comment: str = "") -> bool:
@@ -622,12 +622,13 @@ class ReviewController:
             return True
         return False
 
-    def measure_volumes(self) -> Any:
-        """Measure the open case's structures (mL, working labels and proposal) in a worker thread (a whole
-        CT's counting would hold the viewer); :attr:`volumes_changed` carries the result. Returns the worker."""
+    def measure_structures(self) -> Any:
+        """Measure the open case's structures (volumes in mL of the working labels and the proposal, axial
+        diameters) in a worker thread (a whole CT would hold the viewer); :attr:`measurements_changed`
+        carries the result. Returns the worker."""
         from napari.qt.threading import create_worker
 
-        from napari_medseg.review.volumes import structure_volumes
+        from napari_medseg.review.measurements import measure_structures
 
         s = self.session
         if s is None or s.case_id is None or s.labels is None or s.image is None:
@@ -635,12 +636,12 @@ class ReviewController:
         case_id, names = s.case_id, s.store.labels  # the store is read here, in the GUI thread
         labels, proposal, affine = s.labels, s.proposal, s.image.affine  # read in place, never copied
 
-        def measured(volumes: list) -> None:
+        def measured(rows: list) -> None:
             if self.session is not None and self.session.case_id == case_id:  # not a case left meanwhile
-                self.volumes_changed.emit(case_id, volumes)
+                self.measurements_changed.emit(case_id, rows)
 
         worker = create_worker(
-            structure_volumes,
+            measure_structures,
             labels,
             affine,
             names,

@@ -420,10 +420,11 @@ def voxel_to_world(viewer: napari.Viewer, ijk: tuple[float, float, float]) -> tu
     return tuple(float(v) for v in layer.data_to_world(display_index))
 
 
-def slice_number(viewer: napari.Viewer, world: tuple[float, ...]) -> int:
+def slice_number(viewer: napari.Viewer, world: tuple[float, ...], axis: int | None = None) -> int:
     """The slice number napari's slider shows (0-based) when the plane shown passes through ``world`` (mm,
-    display axis order): in an axial view the axial slice, in a coronal view the coronal one."""
-    axis = int(viewer.dims.order[0])
+    display axis order): in an axial view the axial slice, in a coronal view the coronal one. ``axis``:
+    the number along that world axis's slider instead (0 = axial, whatever the view)."""
+    axis = int(viewer.dims.order[0]) if axis is None else axis + viewer.dims.ndim - 3
     start, _stop, step = viewer.dims.range[axis]
     return int(round((float(world[axis]) - float(start)) / float(step))) if step else 0
 

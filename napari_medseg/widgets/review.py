@@ -14,6 +14,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medseg.widgets import _layers
 from napari_medseg.widgets._controller import controller_for, unwrap
 
 if TYPE_CHECKING:
@@ -43,12 +44,15 @@ class ReviewPanel(QWidget):
         needs_work_btn.clicked.connect(self.needs_work)
         diff_btn = QPushButton("Show changes vs proposal")
         diff_btn.clicked.connect(self.ctrl.show_diff)
-        self.volumes_label = QLabel("")
-        self.volumes_label.setWordWrap(True)
-        self.volumes_label.setToolTip("structure volumes of the working labels, and of the model's proposal")
-        measure_btn = QPushButton("Measure volumes")
+        self.measures_label = QLabel("")
+        self.measures_label.setWordWrap(True)
+        self.measures_label.setToolTip(
+            "each structure's volume (working labels, and the model's proposal) and its longest axial diameter "
+            "with the perpendicular short axis (between voxel centres)"
+        )
+        measure_btn = QPushButton("Measure")
         measure_btn.setToolTip("measure again after painting (done by itself on open, accept, save, run)")
-        measure_btn.clicked.connect(self.ctrl.measure_volumes)
+        measure_btn.clicked.connect(self.ctrl.measure_structures)
         self.diff_label = QLabel("")
         self.diff_label.setWordWrap(True)
         self.history = QTextEdit()
@@ -62,10 +66,10 @@ class ReviewPanel(QWidget):
         verdict_row.addWidget(needs_work_btn)
         layout = QVBoxLayout(self)
         layout.addWidget(self.case_label)
-        volumes_row = QHBoxLayout()
-        volumes_row.addWidget(self.volumes_label, 1)
-        volumes_row.addWidget(measure_btn)
-        layout.addLayout(volumes_row)
+        measures_row = QHBoxLayout()
+        measures_row.addWidget(self.measures_label, 1)
+        measures_row.addWidget(measure_btn)
+        layout.addLayout(measures_row)
         layout.addWidget(accept_btn)
         layout.addLayout(save_row)
         layout.addWidget(self.comment_edit)
@@ -79,7 +83,7 @@ class ReviewPanel(QWidget):
         self.ctrl.store_changed.connect(self.refresh)
         self.ctrl.session_changed.connect(self.refresh)
         self.ctrl.diff_changed.connect(lambda d: self.diff_label.setText(d.summary()))
-        self.ctrl.volumes_changed.connect(self._show_volumes)
+        self.ctrl.measurements_changed.connect(self._show_measurements)
         self.refresh()
 
     def save(self):  # noqa: ANN201 - VersionInfo or None
@@ -100,21 +104,28 @@ class ReviewPanel(QWidget):
             self.comment_edit.clear()
         return ok
 
-    def _show_volumes(self, case_id: str, volumes: list) -> None:
-        lines = [v.text() for v in volumes] or ["no labelled structure"]
-        self.volumes_label.setText("Volumes: " + " · ".join(lines))
-        self.volumes_label.setProperty("case_id", case_id)
+    def _show_measurements(self, case_id: str, rows: list) -> None:
+        def axial_slice(row) -> int | None:  # noqa: ANN001 - StructureMeasurement
+            if row.diameters is None:
+                return None
+            world = _layers.voxel_to_world(self.viewer, (0.0, 0.0, float(row.diameters.k)))
+            return _layers.slice_number(self.viewer, world, axis=0)  # as the axial slider numbers it
+
+        self.measures_label.setText(
+            "\n".join(r.text(axial_slice(r)) for r in rows) or "no labelled structure"
+        )
+        self.measures_label.setProperty("case_id", case_id)
 
     def refresh(self, clear_diff: bool = False) -> None:
         s = self.ctrl.session
-        if clear_diff:  # a new case: the previous case's diff and volumes no longer apply
+        if clear_diff:  # a new case: the previous case's diff and measurements no longer apply
             self.diff_label.clear()
-            self.volumes_label.clear()
+            self.measures_label.clear()
         if s is None or s.case_id is None:
             self.case_label.setText("no case open")
             self.history.clear()
             self.diff_label.clear()
-            self.volumes_label.clear()
+            self.measures_label.clear()
             return
         self.case_label.setText(f"{s.case_id} · {s.status()} · editing from version {s.edited_from or '-'}")
         lines = []
