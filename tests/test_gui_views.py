@@ -182,3 +182,59 @@ def test_reading_planes_show_the_anatomy_the_radiological_way(make_napari_viewer
         shot = viewer.screenshot(canvas_only=True, flash=False).astype(int)
         cyan = (shot[..., 0] < 60) & (shot[..., 1] > 200) & (shot[..., 2] > 200)
         assert cyan.sum() > 50, f"the region ring is not drawn in the {view} view"
+
+
+def _drag(qtbot, widget, button, start: tuple[int, int], end: tuple[int, int], steps: int = 10) -> None:
+    """A real mouse drag on a Qt widget: press, moves with the button held, release."""
+    from qtpy.QtCore import QEvent, QPoint, QPointF, Qt
+    from qtpy.QtGui import QMouseEvent
+    from qtpy.QtTest import QTest
+    from qtpy.QtWidgets import QApplication
+
+    QTest.mousePress(widget, button, Qt.NoModifier, QPoint(*start))
+    for t in np.linspace(0, 1, steps + 1)[1:]:
+        x, y = (start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1]))
+        QApplication.sendEvent(
+            widget, QMouseEvent(QEvent.MouseMove, QPointF(x, y), Qt.NoButton, button, Qt.NoModifier)
+        )
+        qtbot.wait(5)
+    QTest.mouseRelease(widget, button, Qt.NoModifier, QPoint(*end))
+    qtbot.wait(20)
+
+
+def test_window_level_with_the_right_mouse_button(make_napari_viewer, qtbot, ct_store):
+    """A radiologist drags with the right button to set the window: wider to the right, darker downwards,
+    in HU; a left drag still pans and leaves the window alone; the Cases panel stops naming a preset."""
+    from qtpy.QtCore import Qt
+
+    from napari_medseg.io.napari_view import CT_WINDOWS, dragged_window, level_width, window_limits
+    from napari_medseg.review import ReviewSession
+    from napari_medseg.widgets import _layers
+    from napari_medseg.widgets._controller import controller_for
+    from napari_medseg.widgets.layout import dock_review_panels
+
+    store, case = ct_store
+    viewer = make_napari_viewer(show=True)
+    _docks, panels = dock_review_panels(viewer)
+    ctrl = controller_for(viewer)
+    ctrl.set_session(ReviewSession(store, user="alice"))
+    assert ctrl.open_case(case)
+    combo = panels["Cases"].window_combo
+    combo.setCurrentText("soft tissue")
+    image = viewer.layers[_layers.IMAGE]
+    start = tuple(image.contrast_limits)
+    assert start == window_limits(*CT_WINDOWS["soft tissue"])
+    canvas = viewer.window._qt_viewer.canvas.native
+    middle = (canvas.width() // 2, canvas.height() // 2)
+
+    _drag(qtbot, canvas, Qt.LeftButton, middle, (middle[0] + 80, middle[1] + 40))  # pan
+    assert tuple(image.contrast_limits) == start and combo.currentText() == "soft tissue"
+
+    _drag(qtbot, canvas, Qt.RightButton, middle, (middle[0] + 150, middle[1] + 60))
+    level, width = level_width(image.contrast_limits)
+    expected = level_width(dragged_window(start, 150, 60))
+    assert level == pytest.approx(expected[0], abs=2.0) and width == pytest.approx(expected[1], rel=0.01)
+    assert width > 400 and level > 40  # wider and darker than soft tissue, in HU
+    assert combo.currentIndex() == -1 and "window level" in viewer.status
+    combo.setCurrentText("bone")  # a preset is one click away again
+    assert tuple(image.contrast_limits) == window_limits(*CT_WINDOWS["bone"])

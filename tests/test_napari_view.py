@@ -174,3 +174,18 @@ def test_letters_stay_true_after_napari_transposes_or_flips_the_view():
     edges = _edges((0, 1, 2), ("down", "left"))
     assert [edges[s][0] for s in ("top", "bottom", "left", "right")] == ["A", "P", "L", "R"]
     assert view_name((0, 1, 2), ("down", "left")) is None
+
+
+def test_window_drag_is_scale_free_and_goes_the_usual_way():
+    from napari_medseg.io.napari_view import WINDOW_DRAG_PIXELS, dragged_window, level_width, window_limits
+
+    soft = window_limits(40, 400)  # CT soft tissue, HU
+    assert dragged_window(soft, 0, 0) == soft
+    level, width = level_width(dragged_window(soft, WINDOW_DRAG_PIXELS, 0))
+    assert level == pytest.approx(40) and width == pytest.approx(400 * np.e)  # right: wider
+    level, width = level_width(dragged_window(soft, 0, WINDOW_DRAG_PIXELS / 4))
+    assert level == pytest.approx(140) and width == pytest.approx(400)  # down: a quarter width darker
+    mr = (0.0, 2.0)  # an MR in arbitrary units: the same drag, the same relative change
+    assert level_width(dragged_window(mr, 90, -30))[1] / 2.0 == pytest.approx(
+        level_width(dragged_window(soft, 90, -30))[1] / 400
+    )

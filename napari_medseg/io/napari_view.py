@@ -126,6 +126,32 @@ def window_limits(level: float, width: float) -> tuple[float, float]:
     return (float(level - width / 2), float(level + width / 2))
 
 
+#: Screen pixels of mouse drag that change the window width by a factor e (and the level by one width).
+WINDOW_DRAG_PIXELS = 300.0
+
+
+def dragged_window(
+    start: tuple[float, float], dx_px: float, dy_px: float, pixels: float = WINDOW_DRAG_PIXELS
+) -> tuple[float, float]:
+    """Contrast limits after a window/level drag that began at limits ``start = (low, high)``.
+
+    Right widens the window (less contrast), left narrows it; down raises the level (darker), up lowers it
+    (brighter). Scale-free, so the same drag suits CT's Hounsfield units and MR's arbitrary intensities:
+    the width changes by ``exp(dx / pixels)``, the level by ``dy / pixels`` widths.
+    """
+    low, high = (float(v) for v in start)
+    width = max(high - low, 1e-6)
+    level = (low + high) / 2 + width * dy_px / pixels
+    width = width * float(np.exp(dx_px / pixels))
+    return window_limits(level, width)
+
+
+def level_width(limits: tuple[float, float]) -> tuple[float, float]:
+    """``(level, width)`` of contrast limits ``(low, high)``; inverse of :func:`window_limits`."""
+    low, high = (float(v) for v in limits)
+    return (low + high) / 2, high - low
+
+
 def default_contrast(vol: Volume) -> tuple[float, float]:
     """Contrast limits a volume opens with: CT the soft-tissue window, other images their 0.5-99.5 %
     intensity range (MR intensities have no absolute scale)."""

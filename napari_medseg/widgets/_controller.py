@@ -47,12 +47,14 @@ def controller_for(viewer: napari.Viewer) -> ReviewController:
         from napari_medseg.widgets._close_guard import install_close_guard
         from napari_medseg.widgets.layout import prefer_our_reader
         from napari_medseg.widgets.shortcuts import install_shortcuts
+        from napari_medseg.widgets.window_drag import install_window_drag
 
         prefer_our_reader()
         _warmup.start()  # napari's lazy imports of the first open, off the GUI thread
 
         ctrl = _CONTROLLERS[viewer] = ReviewController(viewer)
         install_shortcuts(viewer, ctrl)
+        install_window_drag(viewer, on_change=lambda _layer: ctrl.window_dragged.emit())
         ctrl.close_guard = install_close_guard(viewer, ctrl)
     return ctrl
 
@@ -76,7 +78,8 @@ class ReviewController:
     diff_changed = Signal(object)
     overlay_visibility = Signal(bool)
     measurements_changed = Signal(str, object)  # case id, list of review.measurements.StructureMeasurement
-    view_changed = Signal(str)  # the reading plane shown: "axial", "coronal", "sagittal" or "" (another)
+    view_changed = Signal(str)
+    window_dragged = Signal()  # the image's window/level was set with the mouse (no preset any more)  # the reading plane shown: "axial", "coronal", "sagittal" or "" (another)
 
     def __init__(self, viewer: napari.Viewer) -> None:
         self._viewer = weakref.ref(viewer)

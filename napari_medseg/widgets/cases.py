@@ -78,7 +78,8 @@ class CasesPanel(QWidget):
         self.window_combo = QComboBox()
         self.window_combo.addItems(["auto", *CT_WINDOWS])
         self.window_combo.setToolTip(
-            "CT window (level/width in HU); auto: soft tissue for CT, else 0.5-99.5 %"
+            "CT window (level/width in HU); auto: soft tissue for CT, else 0.5-99.5 %; "
+            "drag with the right mouse button on the image to set your own"
         )
         self.window_combo.currentTextChanged.connect(self.apply_window)
         self.view_combo = QComboBox()
@@ -89,6 +90,7 @@ class CasesPanel(QWidget):
         )
         self.view_combo.textActivated.connect(self.ctrl.set_view)
         self.ctrl.view_changed.connect(self._show_view)
+        self.ctrl.window_dragged.connect(self._window_dragged)
         add_btn = QPushButton("Add opened image to store")
         add_btn.setToolTip("import the image opened with File > Open into this store and open it as a case")
         add_btn.clicked.connect(lambda: self.ctrl.adopt_image())
@@ -185,6 +187,13 @@ class CasesPanel(QWidget):
             from napari_medseg.io.napari_view import default_contrast
 
             layer.contrast_limits = default_contrast(self.ctrl.session.image)
+
+    def _window_dragged(self) -> None:
+        """A window set with the mouse is no preset: the box goes blank (choosing a preset restores one)."""
+        if self.window_combo.currentIndex() != -1:
+            self.window_combo.blockSignals(True)  # blank is not a choice: apply_window must not run
+            self.window_combo.setCurrentIndex(-1)
+            self.window_combo.blockSignals(False)
 
     def _show_view(self, name: str) -> None:
         """Follow the plane shown (also when napari's own buttons change it); blank for another one."""

@@ -18,6 +18,8 @@ STEPS = (
     "3. Uncertainty: jump from region to region; fix the labels with the paint/erase tools.",
     "4. Review: accept the proposal, edit, save a version, then approve or send back.",
     "5. Next case (Alt-N). Every save is a new version with its provenance.",
+    "Mouse: drag with the right button on the image to set window/level (right/left: wider/narrower, "
+    "down/up: darker/brighter); the Window box in Cases has the CT presets, View the three planes.",
 )
 
 
