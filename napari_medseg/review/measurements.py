@@ -57,17 +57,40 @@ def _outline(mask2d: np.ndarray) -> np.ndarray:
 
 def axial_diameters(mask: np.ndarray, affine: np.ndarray) -> Diameters | None:
     """Longest diameter over the ``K`` slices of a boolean ``(I, J, K)`` mask and its perpendicular
-    short axis (RECIST's long axis; the short axis is the caliper width across it); ``None`` if empty."""
+    short axis (RECIST's long axis; the short axis is the caliper width across it); ``None`` if empty.
+
+    Slices are visited from the widest bounding box down and the search stops when no box left could
+    hold a longer diameter than the one found (a whole-CT organ: a few slices of 300).
+    """
     from scipy.spatial import ConvexHull, QhullError
 
+    mask = np.asarray(mask, bool)
+    n_j = mask.shape[1]
     cols = np.asarray(affine, np.float64)[:3, :2]  # mm per step along i and along j
     e1 = cols[:, 0] / np.linalg.norm(cols[:, 0])  # an orthonormal basis of the slice plane
     e2 = cols[:, 1] - (cols[:, 1] @ e1) * e1
     e2 /= np.linalg.norm(e2)
     to_plane = cols.T @ np.stack([e1, e2], axis=1)  # (2, 2): pixel steps -> in-plane mm
+    in_i, in_j = mask.any(axis=1), mask.any(axis=0)  # (I, K), (J, K): each slice's bounding box
+    # each slice one block of memory: as loaded from NIfTI (Fortran order) it is; else one copy (K, I, J)
+    by_slice = (
+        np.moveaxis(mask, 2, 0) if mask.flags.f_contiguous else np.ascontiguousarray(np.moveaxis(mask, 2, 0))
+    )
+    slices = np.flatnonzero(in_i.any(axis=0))
+    bounds = {}
+    for k in slices:
+        i = np.flatnonzero(in_i[:, k])
+        j = np.flatnonzero(in_j[:, k])
+        corners = (
+            np.array([[i[0], j[0]], [i[-1], j[-1]], [i[0], j[-1]], [i[-1], j[0]]], np.float64) @ to_plane
+        )
+        bounds[int(k)] = max(np.linalg.norm(corners[0] - corners[1]), np.linalg.norm(corners[2] - corners[3]))
     best: Diameters | None = None
-    for k in np.flatnonzero(np.asarray(mask).any(axis=(0, 1))):
-        points = np.unique(_outline(np.asarray(mask[:, :, k], bool)), axis=0).astype(np.float64) @ to_plane
+    for k in sorted(bounds, key=lambda k: -bounds[k]):
+        if best is not None and bounds[k] <= best.long_mm:
+            break  # no slice left can beat it: its whole box diagonal is shorter
+        flat = np.unique(_outline(by_slice[k]) @ np.array([n_j, 1]))  # drop repeats (Qhull dislikes them)
+        points = np.stack([flat // n_j, flat % n_j], axis=1).astype(np.float64) @ to_plane
         if len(points) >= 3:
             try:
                 points = points[ConvexHull(points).vertices]
@@ -78,7 +101,7 @@ def axial_diameters(mask: np.ndarray, affine: np.ndarray) -> Diameters | None:
         if best is None or dist[a, b] > best.long_mm:
             along = (points[b] - points[a]) / max(float(dist[a, b]), 1e-12)
             across = points @ np.array([-along[1], along[0]])
-            best = Diameters(float(dist[a, b]), float(across.max() - across.min()), int(k))
+            best = Diameters(float(dist[a, b]), float(across.max() - across.min()), k)
     return best
 
 
