@@ -116,3 +116,33 @@ def test_text_with_diameters():
     row = StructureMeasurement(1, "tumour", 80.4, None, Diameters(53.1, 50.9, 23))
     assert row.text() == "tumour 80.4 mL, 53 × 51 mm on axial slice 23"
     assert row.text(axial_slice=29).endswith("on axial slice 29")  # as a viewer numbers it
+
+
+def test_store_measure_reports_the_approved_cases_and_writes_csv(hippo_cases, tmp_path, capsys):
+    """`napari-medseg store measure`: one row per approved case and structure (what a volumetry study
+    needs), the same figures as the Review panel; --all adds the cases nobody approved yet."""
+    import csv
+
+    from napari_medseg.cli import main
+    from napari_medseg.store import CaseStore
+
+    root = tmp_path / "store"
+    with CaseStore.init(root, name="hippo", labels=HIPPO_NAMES) as store:
+        first = store.import_case(*hippo_cases[0])
+        store.import_case(*hippo_cases[1])
+        store.approve(first, "rad")
+    capsys.readouterr()
+    assert main(["store", "measure", str(root), "--csv", str(tmp_path / "vol.csv")]) == 0
+    printed = capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "vol.csv").open()))
+    assert [(r["case"], r["structure"]) for r in rows] == [(first, "anterior"), (first, "posterior")]
+    vol = load_volume(hippo_cases[0][0])
+    truth = load_labels(hippo_cases[0][1], reference=vol).array
+    for row, c in zip(rows, (1, 2), strict=True):
+        assert float(row["volume_ml"]) == pytest.approx((truth == c).sum() / 1000, abs=1e-4)
+        assert float(row["long_axis_mm"]) == pytest.approx(
+            axial_diameters(truth == c, vol.affine).long_mm, abs=0.01
+        )
+        assert row["kind"] == "person" and row["case"] in printed
+    assert main(["store", "measure", str(root), "--all"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 4  # header + 2 cases x 2 structures

@@ -1,6 +1,7 @@
 """``napari-medseg store``: create a case folder, import scans, list the review queue, export.
 
-Sub-commands: ``init``, ``import``, ``list``, ``history``, ``status``, ``export``, ``check``, ``rebuild``.
+Sub-commands: ``init``, ``import``, ``list``, ``history``, ``status``, ``measure``, ``export``, ``check``,
+``rebuild``.
 """
 
 from __future__ import annotations
@@ -138,6 +139,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--comment", default="", help="comment recorded with the change")
     s.add_argument("--author", default=None, help="your name (default: your login name)")
     s.set_defaults(func=run_status)
+
+    s = sub.add_parser(
+        "measure",
+        help="volume (mL) and longest axial diameter (mm) of every structure of the approved cases",
+        description="Measure every structure of every approved case on its approved segmentation (with "
+        "--all: every case's latest version, a person's or the model's): volume in mL and the longest "
+        "diameter within an axial slice (K index of the image) with the perpendicular short axis, in mm, "
+        "between voxel centres. One row per case and structure; --csv also writes them to a file.",
+    )
+    s.add_argument("dir", type=Path, help="the case folder")
+    s.add_argument("--all", action="store_true", help="every case's latest version, not only approved ones")
+    s.add_argument("--csv", type=Path, default=None, metavar="FILE", help="also write the rows as CSV")
+    s.set_defaults(func=run_measure)
 
     s = sub.add_parser(
         "export",
@@ -346,6 +360,61 @@ def run_status(args: argparse.Namespace) -> int:
     else:
         store.set_status(args.case, args.status, author, args.comment)
         print(f"{args.case} is now {args.status}")
+    return 0
+
+
+MEASURE_COLUMNS = (
+    "case",
+    "version",
+    "kind",
+    "structure",
+    "volume_ml",
+    "long_axis_mm",
+    "short_axis_mm",
+    "slice_k",
+)
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from napari_medseg.io.atomic import atomic_write_bytes
+    from napari_medseg.review.measurements import measure_structures
+
+    store = _open(args.dir, write=False)
+    names = store.labels
+    rows: list[tuple] = []
+    for case in store.cases():
+        if args.all:
+            info = store.latest_version(case.case_id)
+        else:
+            info = store.version(case.case_id, case.approved_version) if case.approved_version else None
+        if info is None:
+            continue
+        label = store.load_label(case.case_id, info.number)
+        kind = "proposal" if info.is_proposal else "person"
+        for m in measure_structures(label.array, label.affine, names):
+            d = m.diameters
+            rows.append(
+                (case.case_id, info.number, kind, m.name, round(m.working_ml, 4))
+                + ((round(d.long_mm, 2), round(d.short_mm, 2), d.k) if d else (None, None, None))
+            )
+    if not rows:
+        what = "case with a segmentation" if args.all else "approved case (use --all for the others)"
+        print(f"no {what} in {store.root}")
+        return 0
+    table = [MEASURE_COLUMNS, *[tuple("-" if v is None else str(v) for v in r) for r in rows]]
+    widths = [max(len(r[i]) for r in table) for i in range(len(MEASURE_COLUMNS))]
+    for r in table:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    if args.csv is not None:
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(MEASURE_COLUMNS)
+        writer.writerows(rows)
+        atomic_write_bytes(args.csv, text.getvalue().encode())
+        print(f"wrote {len(rows)} row(s) to {args.csv}")
     return 0
 
 
