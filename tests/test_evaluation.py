@@ -30,6 +30,10 @@ def test_planted_predictions_give_the_known_dice():
     assert m["dice_1"] == pytest.approx(2 * 250 / (250 + 500))
     assert m["dice_2"] == pytest.approx(2 * 400 / (400 + 500))
     assert m["dice_mean"] == pytest.approx((m["dice_1"] + m["dice_2"]) / 2)
+    assert m["volerr_1"] == pytest.approx(-50.0) and m["volerr_2"] == pytest.approx(-20.0)  # under-segmented
+    grown = truth.copy()
+    grown[14, 4:14, 4:9] = 1  # 50 extra voxels of class 1 (10 %)
+    assert case_metrics(grown, truth, [1], hd95=False)["volerr_1"] == pytest.approx(10.0)
 
 
 def test_hd95_uses_the_voxel_spacing():
@@ -51,6 +55,7 @@ def test_missing_class_gives_zero_dice_and_nan_hd95_and_absent_class_counts_as_p
     m = case_metrics(pred, truth, [1, 2, 3])
     assert m["dice_2"] == 0.0 and math.isnan(m["hd95_2"])
     assert m["dice_3"] == 1.0  # absent from both
+    assert m["volerr_2"] == pytest.approx(-100.0) and math.isnan(m["volerr_3"])  # no truth: no % of it
     assert m["hd95_mean"] == pytest.approx(0.0)  # NaNs skipped
 
 

@@ -43,6 +43,11 @@ def test_evaluation_fills_the_table_worst_first_and_exports_csv_and_png(panel, q
     assert (
         headers[:4] == ["case", "dice mean", "dice anterior", "dice posterior"]
         and "hd95 posterior" in headers
+        and headers[-2:] == ["volerr anterior", "volerr posterior"]
+    )
+    err = report.cases[0].metrics["volerr_anterior"]  # signed %, as evaluate reports it
+    assert panel.table.item(0, headers.index("volerr anterior")).text() == (
+        f"{err:+.1f} %" if err == err else "-"
     )
     dice = [float(panel.table.item(r, 1).text()) for r in range(3)]
     assert dice == sorted(dice)

@@ -1,9 +1,12 @@
-"""Per-case segmentation metrics (MONAI): Dice and 95th-percentile Hausdorff distance per class.
+"""Per-case segmentation metrics (MONAI): Dice, 95th-percentile Hausdorff distance and volume error per class.
 
 Conventions:
 * Dice of a class absent from both the prediction and the truth is 1.0; absent from the truth only, 0.0.
 * HD95 is in millimetres (voxel spacing applied); it is NaN when the class is missing from the
   prediction or the truth (no surface to measure).
+* Volume error is signed, in % of the truth's volume (``100 * (|pred| - |truth|) / |truth|``: positive =
+  the model over-segments); NaN when the truth has no voxel of the class. Its mean over cases is the
+  model's volumetric bias, what a volumetry study (e.g. hippocampal atrophy) needs besides overlap.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ def case_metrics(
         hd95: also compute HD95 (slower on large volumes).
 
     Returns:
-        ``{"dice_<c>": ..., "hd95_<c>": ..., "dice_mean": ..., "hd95_mean": ...}``; means skip NaNs.
+        ``{"dice_<c>": ..., "hd95_<c>": ..., "volerr_<c>": ..., "dice_mean": ..., "hd95_mean": ...}``
+        (``volerr`` in %, signed); means skip NaNs.
 
     Raises:
         GeometryError: the two maps have different shapes.
@@ -66,6 +70,9 @@ def case_metrics(
             v = float(hd[c])
             empty = not bool(p[0, c].any()) or not bool(t[0, c].any())
             out[f"hd95_{c}"] = math.nan if (empty or not math.isfinite(v)) else v
+    for c in classes:
+        true_n = int(t[0, c].sum())
+        out[f"volerr_{c}"] = 100.0 * (int(p[0, c].sum()) - true_n) / true_n if true_n else math.nan
     out["dice_mean"] = _nanmean([out[f"dice_{c}"] for c in classes])
     if hd95:
         out["hd95_mean"] = _nanmean([out[f"hd95_{c}"] for c in classes])

@@ -217,14 +217,15 @@ class FailuresPanel(QWidget):
 
     # ------------------------------------------------------------------ table and plot
     def columns(self) -> list[str]:
-        """``case``, ``dice_mean``, per-class Dice, per-class HD95, ``hd95_mean``."""
+        """``case``, ``dice_mean``, per-class Dice, per-class HD95, ``hd95_mean``, per-class volume error (%)."""
         keys: list[str] = []
         for c in self.report.cases if self.report else []:
             keys += [k for k in c.metrics if k not in keys]
         dice = [k for k in keys if k.startswith("dice_") and k != "dice_mean"]
         hd = [k for k in keys if k.startswith("hd95_") and k != "hd95_mean"]
         tail = ["hd95_mean"] if "hd95_mean" in keys else []
-        return ["case", "dice_mean", *dice, *hd, *tail]
+        volume = [k for k in keys if k.startswith("volerr_")]
+        return ["case", "dice_mean", *dice, *hd, *tail, *volume]
 
     def set_report(self, report: FailureReport) -> None:
         """Show ``report`` (cases already worst first) in the table and the histogram."""
@@ -245,11 +246,12 @@ class FailuresPanel(QWidget):
                     text = case.case_id
                 else:
                     v = case.metrics.get(col, math.nan)
-                    text = (
-                        "-"
-                        if not math.isfinite(v)
-                        else (f"{v:.3f}" if col.startswith("dice") else f"{v:.1f}")
-                    )
+                    if not math.isfinite(v):
+                        text = "-"
+                    elif col.startswith("volerr"):
+                        text = f"{v:+.1f} %"  # signed: + = the model's structure is larger
+                    else:
+                        text = f"{v:.3f}" if col.startswith("dice") else f"{v:.1f}"
                 item = QTableWidgetItem(text)
                 if col != "case":
                     item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
