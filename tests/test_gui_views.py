@@ -54,6 +54,20 @@ def ct_store(totalseg_dir, tmp_path):
     return store, case
 
 
+def _open_in_app(make_napari_viewer, store, case):  # noqa: ANN001, ANN202
+    """The review window with all panels, the case open: (viewer, panels, controller)."""
+    from napari_medseg.review import ReviewSession
+    from napari_medseg.widgets._controller import controller_for
+    from napari_medseg.widgets.layout import dock_review_panels
+
+    viewer = make_napari_viewer(show=True)
+    _docks, panels = dock_review_panels(viewer)
+    ctrl = controller_for(viewer)
+    ctrl.set_session(ReviewSession(store, user="alice"))
+    assert ctrl.open_case(case)
+    return viewer, panels, ctrl
+
+
 def _screen_centre(canvas: np.ndarray, colour: np.ndarray) -> np.ndarray:
     """Mean (row, col) of the canvas pixels of one label colour."""
     hit = np.abs(canvas[..., :3].astype(int) - colour).max(axis=-1) <= 12
@@ -87,17 +101,9 @@ def test_reading_planes_show_the_anatomy_the_radiological_way(make_napari_viewer
     from qtpy.QtCore import Qt
 
     from napari_medseg.io.label_colors import label_rgb
-    from napari_medseg.review import ReviewSession
     from napari_medseg.widgets import _layers
-    from napari_medseg.widgets._controller import controller_for
-    from napari_medseg.widgets.layout import dock_review_panels
 
-    store, case = ct_store
-    viewer = make_napari_viewer(show=True)
-    _docks, panels = dock_review_panels(viewer)
-    ctrl = controller_for(viewer)
-    ctrl.set_session(ReviewSession(store, user="alice"))
-    assert ctrl.open_case(case)
+    viewer, panels, ctrl = _open_in_app(make_napari_viewer, *ct_store)
     combo = panels["Cases"].view_combo
     assert ctrl.view == "axial" and combo.currentText() == "axial"
     labels = viewer.layers[_layers.LABELS]
@@ -208,17 +214,9 @@ def test_window_level_with_the_right_mouse_button(make_napari_viewer, qtbot, ct_
     from qtpy.QtCore import Qt
 
     from napari_medseg.io.napari_view import CT_WINDOWS, dragged_window, level_width, window_limits
-    from napari_medseg.review import ReviewSession
     from napari_medseg.widgets import _layers
-    from napari_medseg.widgets._controller import controller_for
-    from napari_medseg.widgets.layout import dock_review_panels
 
-    store, case = ct_store
-    viewer = make_napari_viewer(show=True)
-    _docks, panels = dock_review_panels(viewer)
-    ctrl = controller_for(viewer)
-    ctrl.set_session(ReviewSession(store, user="alice"))
-    assert ctrl.open_case(case)
+    viewer, panels, ctrl = _open_in_app(make_napari_viewer, *ct_store)
     combo = panels["Cases"].window_combo
     combo.setCurrentText("soft tissue")
     image = viewer.layers[_layers.IMAGE]
