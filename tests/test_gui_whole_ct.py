@@ -188,6 +188,14 @@ def test_whole_ct_event_loop_blocks(make_napari_viewer, qtbot, ct_store):
             qtbot.wait(1)
 
     figures["scroll 30 coronal slices"] = probe.measure(qtbot, scroll_coronal)
+
+    def paint_coronal() -> None:  # a correction in the coronal plane: each dab writes across axial slices
+        j = viewer.dims.current_step[1]
+        for k in range(120, 180, 6):
+            layer.paint((k, j, 250), 1, refresh=True)
+            qtbot.wait(1)
+
+    figures["paint 10 dabs, coronal"] = probe.measure(qtbot, paint_coronal)
     figures["switch to sagittal"] = probe.measure(qtbot, lambda: ctrl.set_view("sagittal"))
     assert ctrl.view == "sagittal"
     ctrl.set_view("axial")
