@@ -163,10 +163,11 @@ def test_reading_planes_show_the_anatomy_the_radiological_way(make_napari_viewer
     from napari_medseg.review.measurements import axial_diameters
 
     session = ctrl.session
-    qtbot.waitUntil(lambda: "vertebrae" in panels["Review"].measures_label.text(), timeout=10000)
+    lines = panels["Review"].measurement_lines
+    qtbot.waitUntil(lambda: "vertebrae" in "".join(lines()), timeout=10000)
     spine = axial_diameters(session.labels == 3, session.image.affine)
     on = session.labels.shape[2] - 1 - spine.k
-    assert panels["Review"].measures_label.text().endswith(f"mm on axial slice {on}")
+    assert lines()[-1].endswith(f"mm on axial slice {on}")
 
     # napari's own transpose button: no named plane any more, the letters still tell the truth
     ctrl.set_view("coronal")

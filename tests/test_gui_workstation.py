@@ -187,28 +187,42 @@ def test_ct_with_expert_contour_reads_like_a_ct_and_the_hippocampus_model_refuse
     # the tumour's volume and size, measured in the background on the CT's 0.98 x 0.98 x 3.27 mm voxels
     from napari_medseg.review.measurements import axial_diameters
 
-    shown = panels["Review"].measures_label
-    qtbot.waitUntil(lambda: "tumour" in shown.text(), timeout=10000)
+    review = panels["Review"]
+    shown = lambda: "\n".join(review.measurement_lines())  # noqa: E731
+    qtbot.waitUntil(lambda: "tumour" in shown(), timeout=10000)
     ml = int((session.labels == 1).sum()) * float(np.prod(session.image.spacing)) / 1000
     size = axial_diameters(session.labels == 1, session.image.affine)
     world = viewer.layers[_layers.LABELS].data_to_world((size.k, 0, 0))  # display order (k, j, i)
     viewer.dims.set_point(0, world[0])
     on = viewer.dims.current_step[0]  # the axial slider's number for that slice
-    assert (
-        shown.text() == f"tumour {ml:.3g} mL, {size.long_mm:.0f} × {size.short_mm:.0f} mm on axial slice {on}"
-    )
+    assert shown() == f"tumour {ml:.3g} mL, {size.long_mm:.0f} × {size.short_mm:.0f} mm on axial slice {on}"
     ctrl.viewer.dims.set_current_step(0, k)
     contour.paint((k, 10, 10), 1, refresh=True)  # a brush dab far from the tumour, then Measure
-    measure = next(b for b in panels["Review"].findChildren(QPushButton) if b.text() == "Measure")
+    measure = next(b for b in review.findChildren(QPushButton) if b.text() == "Measure")
     measure.click()
-    qtbot.waitUntil(lambda: f"tumour {ml:.3g} mL" not in shown.text(), timeout=10000)
+    qtbot.waitUntil(lambda: f"tumour {ml:.3g} mL" not in shown(), timeout=10000)
     grown = int((session.labels == 1).sum()) * float(np.prod(session.image.spacing)) / 1000
-    assert grown > ml and f"tumour {grown:.3g} mL" in shown.text()
+    assert grown > ml and f"tumour {grown:.3g} mL" in shown()
     contour.undo()
     assert not session.has_unsaved_changes
     measure.click()  # after an undo: back to the expert contour's figures
-    qtbot.waitUntil(lambda: f"tumour {ml:.3g} mL" in shown.text(), timeout=10000)
-    assert f"{size.long_mm:.0f} × {size.short_mm:.0f} mm" in shown.text()
+    qtbot.waitUntil(lambda: f"tumour {ml:.3g} mL" in shown(), timeout=10000)
+    assert f"{size.long_mm:.0f} × {size.short_mm:.0f} mm" in shown()
+
+    # a click on the row: the slice where the tumour is widest, with the long and short axis drawn
+    review.measures_list.itemClicked.emit(review.measures_list.item(0))
+    assert viewer.dims.current_step[0] == on and ctrl.view == "axial"
+    calipers = viewer.layers[_layers.DIAMETERS]
+    assert tuple(viewer.dims.nsteps) == viewer.layers[_layers.IMAGE].data.shape  # no slider steps of its own
+    for line, mm in zip(calipers.data, (size.long_mm, size.short_mm), strict=True):
+        ends = line * calipers.scale  # world mm
+        assert np.linalg.norm(ends[1] - ends[0]) == pytest.approx(mm, rel=1e-6)
+        assert np.allclose(ends[:, 0], world[0])  # on the slice shown
+    qtbot.wait(100)
+    canvas = viewer.screenshot(canvas_only=True, flash=False).astype(int)
+    yellow = (canvas[..., 0] > 200) & (canvas[..., 1] > 200) & (canvas[..., 2] < 80)
+    cyan = (canvas[..., 0] < 60) & (canvas[..., 1] > 200) & (canvas[..., 2] > 200)
+    assert yellow.sum() > 200 and cyan.sum() > 200  # both calipers drawn (beyond the A/P/R/L letters)
     docks["Review"].raise_()
     qtbot.wait(100)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

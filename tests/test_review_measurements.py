@@ -146,3 +146,27 @@ def test_store_measure_reports_the_approved_cases_and_writes_csv(hippo_cases, tm
         assert row["kind"] == "person" and row["case"] in printed
     assert main(["store", "measure", str(root), "--all"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 4  # header + 2 cases x 2 structures
+
+
+def test_axis_segments_to_draw_have_the_measured_lengths_and_cross_at_right_angles():
+    image = SHARED_DATA / "ibsi-sts-ct" / "imagesTr" / "sts_003.nii.gz"
+    if not image.exists():
+        pytest.skip(f"real data not found at {image}")
+    vol = load_volume(image)
+    mask = load_labels(image.parents[1] / "labelsTr" / image.name, reference=vol).array == 1
+    turn = np.eye(4)  # on an oblique grid too: the segments are in voxels, their lengths in mm
+    turn[:2, :2] = [[np.cos(0.4), -np.sin(0.4)], [np.sin(0.4), np.cos(0.4)]]
+    for affine in (vol.affine, turn @ vol.affine):
+        d = axial_diameters(mask, affine)
+        cols = np.asarray(affine)[:3, :2]
+        long_v, short_v = (cols @ (np.subtract(*seg[::-1])) for seg in (d.long_axis, d.short_axis))
+        assert np.linalg.norm(long_v) == pytest.approx(d.long_mm) and np.linalg.norm(
+            short_v
+        ) == pytest.approx(d.short_mm)
+        assert abs(long_v @ short_v) < 1e-6 * d.long_mm * d.short_mm  # perpendicular in millimetres
+        (i0, j0), (i1, j1) = d.long_axis
+        assert (
+            mask[int(i0), int(j0), d.k] and mask[int(i1), int(j1), d.k]
+        )  # from tumour voxel to tumour voxel
+        offset = cols @ (np.mean(d.short_axis, axis=0) - np.mean(d.long_axis, axis=0))
+        assert abs(offset @ long_v) < 1e-6 * d.long_mm**2  # it runs through the long axis's middle

@@ -12,7 +12,7 @@ about one voxel more).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,11 +36,18 @@ def class_volumes_ml(labels: np.ndarray, affine: np.ndarray, classes: Iterable[i
 @dataclass(frozen=True)
 class Diameters:
     """Longest in-slice diameter of a structure over its axial slices (mm), the widest extent
-    perpendicular to it in the same slice (mm), and that slice's index ``k``."""
+    perpendicular to it in the same slice (mm), and that slice's index ``k``.
+
+    ``long_axis`` and ``short_axis`` are the two segments to draw, as voxel indices ``((i0, j0), (i1, j1))``
+    on slice ``k`` (fractional for the short axis): the long axis between the two voxel centres farthest
+    apart, the short axis across its middle, perpendicular to it, as long as ``short_mm``.
+    """
 
     long_mm: float
     short_mm: float
     k: int
+    long_axis: tuple[tuple[float, float], tuple[float, float]] | None = field(default=None, compare=False)
+    short_axis: tuple[tuple[float, float], tuple[float, float]] | None = field(default=None, compare=False)
 
 
 def _outline(mask2d: np.ndarray) -> np.ndarray:
@@ -90,19 +97,35 @@ def axial_diameters(mask: np.ndarray, affine: np.ndarray) -> Diameters | None:
         if best is not None and bounds[k] <= best.long_mm:
             break  # no slice left can beat it: its whole box diagonal is shorter
         flat = np.unique(_outline(by_slice[k]) @ np.array([n_j, 1]))  # drop repeats (Qhull dislikes them)
-        points = np.stack([flat // n_j, flat % n_j], axis=1).astype(np.float64) @ to_plane
+        pixels = np.stack([flat // n_j, flat % n_j], axis=1).astype(np.float64)
+        points = pixels @ to_plane
         if len(points) >= 3:
             try:
-                points = points[ConvexHull(points).vertices]
+                hull = ConvexHull(points).vertices
+                pixels, points = pixels[hull], points[hull]
             except QhullError:  # all on one line: every point is kept
                 pass
         dist = np.linalg.norm(points[:, None] - points[None], axis=-1)
         a, b = np.unravel_index(int(np.argmax(dist)), dist.shape)
         if best is None or dist[a, b] > best.long_mm:
             along = (points[b] - points[a]) / max(float(dist[a, b]), 1e-12)
-            across = points @ np.array([-along[1], along[0]])
-            best = Diameters(float(dist[a, b]), float(across.max() - across.min()), k)
+            perp = np.array([-along[1], along[0]])
+            across = points @ perp
+            mid = (points[a] + points[b]) / 2
+            ends = [mid + perp * (v - mid @ perp) for v in (across.min(), across.max())]
+            short = np.linalg.solve(to_plane.T, np.stack(ends).T).T  # in-plane mm -> voxel (i, j)
+            best = Diameters(
+                float(dist[a, b]),
+                float(across.max() - across.min()),
+                k,
+                (_pair(pixels[a]), _pair(pixels[b])),
+                (_pair(short[0]), _pair(short[1])),
+            )
     return best
+
+
+def _pair(v: np.ndarray) -> tuple[float, float]:
+    return float(v[0]), float(v[1])
 
 
 @dataclass(frozen=True)

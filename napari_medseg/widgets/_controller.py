@@ -655,6 +655,25 @@ class ReviewController:
         worker.start()
         return worker
 
+    def show_measurement(self, measurement: Any) -> bool:
+        """Go to the axial slice where a structure (a ``review.measurements.StructureMeasurement``) is widest
+        and draw its long and short axis there, as a radiologist's calipers would be."""
+        d = measurement.diameters
+        if d is None or d.long_axis is None or self.session is None or self.session.case_id is None:
+            return False
+        viewer = self.viewer
+        if self.view != "axial":
+            self.set_view("axial")
+        segments = [
+            tuple(_layers.voxel_to_world(viewer, (i, j, float(d.k))) for i, j in axis)
+            for axis in (d.long_axis, d.short_axis)
+        ]
+        (a, b) = segments[0]
+        middle = tuple((float(u) + float(v)) / 2 for u, v in zip(a, b, strict=True))
+        _layers.centre_on(viewer, middle)
+        _layers.show_diameters(viewer, segments)
+        return True
+
     def show_diff(self) -> LabelDiff | None:
         """Compute and show the working labels versus the proposal."""
         s = self._open_session()

@@ -40,6 +40,7 @@ DIFF = "changes vs proposal"
 PROB_PREFIX = "p(foreground) "
 MARKERS = "orientation"
 REGION = "current region"
+DIAMETERS = "diameters"
 
 #: Default uncertainty overlay look: transparent below the threshold, then red to yellow.
 OVERLAY_OPACITY = 0.75
@@ -100,7 +101,7 @@ def clear_case(viewer: napari.Viewer) -> None:
     In one batch: napari runs a full garbage collection after each removal outside a batch (~0.5 s each
     in a process holding torch and a CT), so a case switch pays it once, not once per layer.
     """
-    ours = (IMAGE, LABELS, PROPOSAL, UNCERTAINTY, DIFF, MARKERS, REGION)
+    ours = (IMAGE, LABELS, PROPOSAL, UNCERTAINTY, DIFF, MARKERS, REGION, DIAMETERS)
     with viewer.layers.batched_update():
         for layer in list(viewer.layers):
             if layer.name in ours or layer.name.startswith(PROB_PREFIX):
@@ -304,6 +305,31 @@ def show_region(viewer: napari.Viewer, world: tuple[float, ...], radius_mm: floa
     else:
         layer.data = point
         layer.size = size
+    return layer
+
+
+#: Colours of the drawn long and short axis (RECIST calipers).
+DIAMETER_COLOURS = ("yellow", "cyan")
+
+
+def show_diameters(viewer: napari.Viewer, segments: list[tuple[Any, Any]]) -> Any:
+    """Draw the long and the short axis of a measured structure: line segments ``(world0, world1)`` (mm,
+    display axis order) on their slice, in :data:`DIAMETER_COLOURS`; replaces the ones drawn before."""
+    _remove(viewer, DIAMETERS)
+    image = get(viewer, IMAGE)
+    step = _image_step(image) if image is not None else np.ones(3)
+    lines = [np.array([a, b], dtype=np.float64)[:, -3:] / step for a, b in segments]
+    with _keep_active(viewer):
+        layer = viewer.add_shapes(
+            lines,
+            shape_type="line",
+            name=DIAMETERS,
+            scale=step,  # no slider steps of its own (see _image_step)
+            edge_color=list(DIAMETER_COLOURS[: len(lines)]),
+            edge_width=1.5 / float(step.min()),
+            units=UNITS,
+        )
+    layer.editable = False
     return layer
 
 

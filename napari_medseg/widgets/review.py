@@ -8,6 +8,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
     QPushButton,
     QTextEdit,
     QVBoxLayout,
@@ -44,12 +45,15 @@ class ReviewPanel(QWidget):
         needs_work_btn.clicked.connect(self.needs_work)
         diff_btn = QPushButton("Show changes vs proposal")
         diff_btn.clicked.connect(self.ctrl.show_diff)
-        self.measures_label = QLabel("")
-        self.measures_label.setWordWrap(True)
-        self.measures_label.setToolTip(
+        self.measures_list = QListWidget()
+        self.measures_list.setMaximumHeight(72)
+        self.measures_list.setToolTip(
             "each structure's volume (working labels, and the model's proposal) and its longest axial diameter "
-            "with the perpendicular short axis (between voxel centres)"
+            "with the perpendicular short axis (between voxel centres); click one to go to its slice and "
+            "see the two axes drawn"
         )
+        self.measures_list.itemClicked.connect(self._measurement_chosen)
+        self._measurements: list = []
         measure_btn = QPushButton("Measure")
         measure_btn.setToolTip("measure again after painting (done by itself on open, accept, save, run)")
         measure_btn.clicked.connect(self.ctrl.measure_structures)
@@ -67,7 +71,7 @@ class ReviewPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.case_label)
         measures_row = QHBoxLayout()
-        measures_row.addWidget(self.measures_label, 1)
+        measures_row.addWidget(self.measures_list, 1)
         measures_row.addWidget(measure_btn)
         layout.addLayout(measures_row)
         layout.addWidget(accept_btn)
@@ -111,21 +115,34 @@ class ReviewPanel(QWidget):
             world = _layers.voxel_to_world(self.viewer, (0.0, 0.0, float(row.diameters.k)))
             return _layers.slice_number(self.viewer, world, axis=0)  # as the axial slider numbers it
 
-        self.measures_label.setText(
-            "\n".join(r.text(axial_slice(r)) for r in rows) or "no labelled structure"
-        )
-        self.measures_label.setProperty("case_id", case_id)
+        self._measurements = list(rows)
+        self.measures_list.clear()
+        self.measures_list.addItems([r.text(axial_slice(r)) for r in rows] or ["no labelled structure"])
+        self.measures_list.setProperty("case_id", case_id)
+
+    def _clear_measurements(self) -> None:
+        self._measurements = []
+        self.measures_list.clear()
+
+    def measurement_lines(self) -> list[str]:
+        """The measurement rows as shown (one per structure)."""
+        return [self.measures_list.item(r).text() for r in range(self.measures_list.count())]
+
+    def _measurement_chosen(self, item) -> None:  # noqa: ANN001 - QListWidgetItem
+        row = self.measures_list.row(item)
+        if 0 <= row < len(self._measurements):
+            self.ctrl.show_measurement(self._measurements[row])
 
     def refresh(self, clear_diff: bool = False) -> None:
         s = self.ctrl.session
         if clear_diff:  # a new case: the previous case's diff and measurements no longer apply
             self.diff_label.clear()
-            self.measures_label.clear()
+            self._clear_measurements()
         if s is None or s.case_id is None:
             self.case_label.setText("no case open")
             self.history.clear()
             self.diff_label.clear()
-            self.measures_label.clear()
+            self._clear_measurements()
             return
         self.case_label.setText(f"{s.case_id} · {s.status()} · editing from version {s.edited_from or '-'}")
         lines = []
