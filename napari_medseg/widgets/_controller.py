@@ -659,7 +659,12 @@ class ReviewController:
         """Go to the axial slice where a structure (a ``review.measurements.StructureMeasurement``) is widest
         and draw its long and short axis there, as a radiologist's calipers would be."""
         d = measurement.diameters
-        if d is None or d.long_axis is None or self.session is None or self.session.case_id is None:
+        if self.session is None or self.session.case_id is None:
+            return False
+        if d is None or d.long_axis is None:
+            _notify.info(
+                f"{measurement.name} is not in the working labels (only in the proposal): nothing to show"
+            )
             return False
         viewer = self.viewer
         if self.view != "axial":
