@@ -235,5 +235,10 @@ def test_window_level_with_the_right_mouse_button(make_napari_viewer, qtbot, ct_
     assert level == pytest.approx(expected[0], abs=2.0) and width == pytest.approx(expected[1], rel=0.01)
     assert width > 400 and level > 40  # wider and darker than soft tissue, in HU
     assert combo.currentIndex() == -1 and "window level" in viewer.status
+    viewer.dims.ndisplay = 3  # in 3D the right button is the camera's: the window stays
+    before = tuple(image.contrast_limits)
+    _drag(qtbot, canvas, Qt.RightButton, middle, (middle[0] + 150, middle[1] + 60))
+    assert tuple(image.contrast_limits) == before
+    viewer.dims.ndisplay = 2
     combo.setCurrentText("bone")  # a preset is one click away again
     assert tuple(image.contrast_limits) == window_limits(*CT_WINDOWS["bone"])

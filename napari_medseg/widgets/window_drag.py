@@ -31,8 +31,8 @@ def install_window_drag(viewer: napari.Viewer, on_change: Any = None) -> None:
 
     def window_level(viewer: napari.Viewer, event: Any) -> Generator[None, None, None]:
         layer = _target(viewer)
-        if event.button != RIGHT_BUTTON or layer is None or layer.rgb:
-            return
+        if event.button != RIGHT_BUTTON or layer is None or layer.rgb or viewer.dims.ndisplay != 2:
+            return  # (in 3D the right button belongs to the camera)
         start_pos, start = event.pos, tuple(layer.contrast_limits)
         yield
         while event.type == "mouse_move":
