@@ -178,6 +178,20 @@ def test_reading_planes_show_the_anatomy_the_radiological_way(make_napari_viewer
     assert where["L"][0] < where["R"][0] and where["I"][1] < where["S"][1]
     ctrl.set_view("axial")
     assert viewer.dims.order == (0, 1, 2) and combo.currentText() == "axial"
+    # Alt-2 with the mouse on a finding in the axial view: the coronal plane through that point
+    ctrl.set_view("axial")
+    liver_world = np.asarray(
+        viewer.layers[_layers.LABELS].data_to_world(np.argwhere(np.asarray(labels.data) == 2).mean(axis=0))
+    )
+    viewer.cursor.position = tuple(liver_world)
+    canvas_widget.setFocus()
+    qtbot.keyClick(canvas_widget, Qt.Key_2, Qt.AltModifier)
+    qtbot.wait(50)
+    assert ctrl.view == "coronal"
+    step = viewer.dims.range[1].step
+    assert abs(viewer.dims.point[1] - liver_world[1]) <= step / 2  # the P slider is at the pointed liver
+    assert abs(viewer.dims.point[0] - liver_world[0]) <= viewer.dims.range[0].step / 2
+
     # the current-region ring (what "Next region" draws) shows in every plane, without slider steps of its own
     liver = np.argwhere(np.asarray(viewer.layers[_layers.LABELS].data) == 2).mean(axis=0)
     world = tuple(float(v) for v in viewer.layers[_layers.LABELS].data_to_world(liver))

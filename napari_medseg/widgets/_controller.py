@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from psygnal import Signal
 
 from napari_medseg.errors import LockedError, MedsegError, StaleSaveError
@@ -132,10 +133,20 @@ class ReviewController:
         order = [int(a) - lead for a in viewer.dims.order[-3:]]
         return view_name(order, viewer.scene.camera.orientation2d)
 
-    def set_view(self, name: str) -> None:
-        """Show the axial, coronal or sagittal plane (radiological convention, Alt-1/2/3) through the point
-        under the sliders; the orientation letters and the Cases panel's View box follow."""
-        _layers.set_view(self.viewer, name)  # the plane's events update the letters and the canvas line
+    def set_view(self, name: str, through_cursor: bool = False) -> None:
+        """Show the axial, coronal or sagittal plane (radiological convention) through the point under the
+        sliders; the orientation letters and the Cases panel's View box follow. ``through_cursor`` (Alt-1/2/3,
+        pressed with the mouse on the image): through the point under the mouse instead, so a radiologist
+        points at a finding in one plane and sees it in the next."""
+        viewer = self.viewer
+        image = _layers.get(viewer, _layers.IMAGE)
+        if through_cursor and image is not None and viewer.dims.ndisplay == 2:
+            where = np.asarray(viewer.cursor.position, dtype=np.float64)[-3:]
+            low, high = np.asarray(image.extent.world, dtype=np.float64)[:, -3:]
+            if where.shape == (3,) and np.all((where >= low) & (where <= high)):
+                lead = viewer.dims.ndim - 3
+                viewer.dims.set_point(range(lead, lead + 3), tuple(float(v) for v in where))
+        _layers.set_view(viewer, name)  # the plane's events update the letters and the canvas line
 
     @property
     def viewer(self) -> napari.Viewer:

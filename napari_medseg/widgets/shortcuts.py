@@ -27,11 +27,21 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("Alt-U", "show / hide the uncertainty overlay", lambda c: c.toggle_overlay()),
     Shortcut("Alt-S", "save the working labels as a new version", lambda c: c.save()),
     Shortcut("Alt-A", "approve the open case", lambda c: c.approve()),
-    Shortcut("Alt-1", "axial view (anterior up, patient's right on the left)", lambda c: c.set_view("axial")),
     Shortcut(
-        "Alt-2", "coronal view (superior up, patient's right on the left)", lambda c: c.set_view("coronal")
+        "Alt-1",
+        "axial view through the point under the mouse (anterior up, patient's right on the left)",
+        lambda c: c.set_view("axial", through_cursor=True),
     ),
-    Shortcut("Alt-3", "sagittal view (superior up, anterior on the left)", lambda c: c.set_view("sagittal")),
+    Shortcut(
+        "Alt-2",
+        "coronal view through the point under the mouse (superior up, right on the left)",
+        lambda c: c.set_view("coronal", through_cursor=True),
+    ),
+    Shortcut(
+        "Alt-3",
+        "sagittal view through the point under the mouse (superior up, anterior on the left)",
+        lambda c: c.set_view("sagittal", through_cursor=True),
+    ),
 )
 
 
