@@ -21,6 +21,22 @@ from napari_medseg.review.measurements import (
 HIPPO_NAMES = {0: "background", 1: "anterior", 2: "posterior"}
 
 
+def _sts_tumour(name: str) -> tuple:
+    """A real sarcoma CT (0.98 x 0.98 x 3.27 mm) and its expert tumour mask (boolean, (I, J, K))."""
+    image = SHARED_DATA / "ibsi-sts-ct" / "imagesTr" / f"{name}.nii.gz"
+    if not image.exists():
+        pytest.skip(f"real data not found at {image}")
+    vol = load_volume(image)
+    return vol, load_labels(image.parents[1] / "labelsTr" / image.name, reference=vol).array == 1
+
+
+def _turned(affine: np.ndarray, angle: float) -> np.ndarray:
+    """The same grid rotated in its slice plane (an oblique acquisition)."""
+    turn = np.eye(4)
+    turn[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    return turn @ affine
+
+
 def test_hippocampus_volumes_are_voxel_counts_at_one_cubic_millimetre(hippo_cases):
     image, label = hippo_cases[0]
     vol = load_volume(image)
@@ -31,18 +47,13 @@ def test_hippocampus_volumes_are_voxel_counts_at_one_cubic_millimetre(hippo_case
     assert 0.5 < got[1] + got[2] < 10  # an adult hippocampus crop: a few mL, not mm³ or litres
 
 
-def test_ct_tumour_volume_uses_the_anisotropic_voxel_and_ignores_rotation(tmp_path):
-    image = SHARED_DATA / "ibsi-sts-ct" / "imagesTr" / "sts_003.nii.gz"
-    if not image.exists():
-        pytest.skip(f"real data not found at {image}")
-    vol = load_volume(image)
-    mask = load_labels(image.parents[1] / "labelsTr" / image.name, reference=vol).array
+def test_ct_tumour_volume_uses_the_anisotropic_voxel_and_ignores_rotation():
+    vol, mask = _sts_tumour("sts_003")
+    labels = mask.astype(np.uint8)
     sx, sy, sz = vol.spacing  # 0.977 x 0.977 x 3.27 mm
-    expected = int((mask == 1).sum()) * sx * sy * sz / 1000
-    assert class_volumes_ml(mask, vol.affine, [1])[1] == pytest.approx(expected, rel=1e-9)
-    turn = np.eye(4)
-    turn[:2, :2] = [[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]]  # an oblique acquisition
-    assert class_volumes_ml(mask, turn @ vol.affine, [1])[1] == pytest.approx(expected, rel=1e-9)
+    expected = int(mask.sum()) * sx * sy * sz / 1000
+    assert class_volumes_ml(labels, vol.affine, [1])[1] == pytest.approx(expected, rel=1e-9)
+    assert class_volumes_ml(labels, _turned(vol.affine, 0.3), [1])[1] == pytest.approx(expected, rel=1e-9)
 
 
 def test_working_labels_beside_the_proposal(hippo_cases):
@@ -86,17 +97,12 @@ def _brute_force_long_axis(mask: np.ndarray, affine: np.ndarray) -> float:
 
 
 def test_tumour_long_axis_equals_the_brute_force_search_on_a_real_ct():
-    image = SHARED_DATA / "ibsi-sts-ct" / "imagesTr" / "sts_002.nii.gz"
-    if not image.exists():
-        pytest.skip(f"real data not found at {image}")
-    vol = load_volume(image)
-    mask = load_labels(image.parents[1] / "labelsTr" / image.name, reference=vol).array == 1
+    vol, mask = _sts_tumour("sts_002")
     got = axial_diameters(mask, vol.affine)
     assert got.long_mm == pytest.approx(_brute_force_long_axis(mask, vol.affine), rel=1e-9)
     assert 0 < got.short_mm <= got.long_mm and mask[:, :, got.k].any()
-    turn = np.eye(4)  # the same tumour on an oblique grid: the same millimetres
-    turn[:2, :2] = [[np.cos(0.4), -np.sin(0.4)], [np.sin(0.4), np.cos(0.4)]]
-    assert axial_diameters(mask, turn @ vol.affine).long_mm == pytest.approx(got.long_mm, rel=1e-9)
+    oblique = _turned(vol.affine, 0.4)  # the same tumour on an oblique grid: the same millimetres
+    assert axial_diameters(mask, oblique).long_mm == pytest.approx(got.long_mm, rel=1e-9)
 
 
 def test_long_and_short_axis_of_known_shapes():
@@ -149,14 +155,8 @@ def test_store_measure_reports_the_approved_cases_and_writes_csv(hippo_cases, tm
 
 
 def test_axis_segments_to_draw_have_the_measured_lengths_and_cross_at_right_angles():
-    image = SHARED_DATA / "ibsi-sts-ct" / "imagesTr" / "sts_003.nii.gz"
-    if not image.exists():
-        pytest.skip(f"real data not found at {image}")
-    vol = load_volume(image)
-    mask = load_labels(image.parents[1] / "labelsTr" / image.name, reference=vol).array == 1
-    turn = np.eye(4)  # on an oblique grid too: the segments are in voxels, their lengths in mm
-    turn[:2, :2] = [[np.cos(0.4), -np.sin(0.4)], [np.sin(0.4), np.cos(0.4)]]
-    for affine in (vol.affine, turn @ vol.affine):
+    vol, mask = _sts_tumour("sts_003")
+    for affine in (vol.affine, _turned(vol.affine, 0.4)):  # oblique too: segments in voxels, lengths in mm
         d = axial_diameters(mask, affine)
         cols = np.asarray(affine)[:3, :2]
         long_v, short_v = (cols @ (np.subtract(*seg[::-1])) for seg in (d.long_axis, d.short_axis))
