@@ -66,7 +66,9 @@ class ReviewController:
     Signals: ``session_changed()``, ``case_opened(case_id)``, ``prediction_started(case_id)``,
     ``prediction_progress(done, total)``, ``prediction_finished(prediction or None)``,
     ``store_changed()`` (a save or status change), ``region_changed(index)``, ``diff_changed(diff)``,
-    ``overlay_visibility(visible)`` (the uncertainty overlay was shown or hidden, e.g. by Alt-U).
+    ``overlay_visibility(visible)`` (the uncertainty overlay was shown or hidden, e.g. by Alt-U),
+    ``measurements_changed(case_id, rows)`` (structure volumes and diameters, from a worker),
+    ``view_changed(name)`` (the reading plane shown) and ``window_dragged()`` (window/level set by mouse).
     """
 
     session_changed = Signal()
@@ -79,8 +81,8 @@ class ReviewController:
     diff_changed = Signal(object)
     overlay_visibility = Signal(bool)
     measurements_changed = Signal(str, object)  # case id, list of review.measurements.StructureMeasurement
-    view_changed = Signal(str)
-    window_dragged = Signal()  # the image's window/level was set with the mouse (no preset any more)  # the reading plane shown: "axial", "coronal", "sagittal" or "" (another)
+    view_changed = Signal(str)  # the reading plane shown: "axial", "coronal", "sagittal" or "" (another)
+    window_dragged = Signal()  # the image's window/level was set with the mouse (no preset any more)
 
     def __init__(self, viewer: napari.Viewer) -> None:
         self._viewer = weakref.ref(viewer)
