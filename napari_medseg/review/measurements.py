@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -62,12 +63,14 @@ def _outline(mask2d: np.ndarray) -> np.ndarray:
     return np.stack([i, j], axis=1)
 
 
-def axial_diameters(mask: np.ndarray, affine: np.ndarray) -> Diameters | None:
+def axial_diameters(mask: np.ndarray, affine: np.ndarray, cancel: Any = None) -> Diameters | None:
     """Longest diameter over the ``K`` slices of a boolean ``(I, J, K)`` mask and its perpendicular
     short axis (RECIST's long axis; the short axis is the caliper width across it); ``None`` if empty.
 
     Slices are visited from the widest bounding box down and the search stops when no box left could
-    hold a longer diameter than the one found (a whole-CT organ: a few slices of 300).
+    hold a longer diameter than the one found. ``cancel``: a :class:`~napari_medseg.inference.cancel.CancelToken`
+    checked before each slice (a body-wide structure of a whole CT visits all 300: ~0.3 s alone, much longer
+    while a busy viewer holds the GIL).
     """
     from scipy.spatial import ConvexHull, QhullError
 
@@ -96,6 +99,8 @@ def axial_diameters(mask: np.ndarray, affine: np.ndarray) -> Diameters | None:
     for k in sorted(bounds, key=lambda k: -bounds[k]):
         if best is not None and bounds[k] <= best.long_mm:
             break  # no slice left can beat it: its whole box diagonal is shorter
+        if cancel is not None:
+            cancel.check()
         flat = np.unique(_outline(by_slice[k]) @ np.array([n_j, 1]))  # drop repeats (Qhull dislikes them)
         pixels = np.stack([flat // n_j, flat % n_j], axis=1).astype(np.float64)
         points = pixels @ to_plane
@@ -160,24 +165,25 @@ def measure_structures(
     affine: np.ndarray,
     names: Mapping[int, str],
     proposal: np.ndarray | None = None,
+    diameters: bool = True,
+    cancel: Any = None,
 ) -> list[StructureMeasurement]:
-    """Volumes (working labels and ``proposal``, same grid) and axial diameters (working labels) of every
-    foreground class of ``names`` (class id → name), in class order; classes absent from both are left out."""
+    """Volumes (working labels and ``proposal``, same grid) and, with ``diameters``, axial diameters
+    (working labels) of every foreground class of ``names`` (class id → name), in class order; classes
+    absent from both are left out. ``cancel``: a ``CancelToken`` checked between steps."""
     classes = sorted(int(c) for c in names if int(c) != 0)
     arr = np.asarray(labels)
     working = class_volumes_ml(arr, affine, classes)
     proposed = class_volumes_ml(proposal, affine, classes) if proposal is not None else None
-    return [
-        StructureMeasurement(
-            c,
-            str(names[c]),
-            working[c],
-            None if proposed is None else proposed[c],
-            axial_diameters(arr == c, affine) if working[c] > 0 else None,
-        )
-        for c in classes
-        if working[c] > 0 or (proposed is not None and proposed[c] > 0)
-    ]
+    rows = []
+    for c in classes:
+        if working[c] > 0 or (proposed is not None and proposed[c] > 0):
+            if cancel is not None:
+                cancel.check()
+            size = axial_diameters(arr == c, affine, cancel) if diameters and working[c] > 0 else None
+            proposal_ml = None if proposed is None else proposed[c]
+            rows.append(StructureMeasurement(c, str(names[c]), working[c], proposal_ml, size))
+    return rows
 
 
 def _ml(value: float) -> str:

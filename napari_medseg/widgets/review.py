@@ -55,8 +55,11 @@ class ReviewPanel(QWidget):
         self.measures_list.itemClicked.connect(self._measurement_chosen)
         self._measurements: list = []
         measure_btn = QPushButton("Measure")
-        measure_btn.setToolTip("measure again after painting (done by itself on open, accept, save, run)")
-        measure_btn.clicked.connect(self.ctrl.measure_structures)
+        measure_btn.setToolTip(
+            "measure again after painting, with the diameters (done by itself on open, accept, save and run; "
+            "the diameters then only for scans up to 16 M voxels)"
+        )
+        measure_btn.clicked.connect(lambda: self.ctrl.measure_structures(diameters=True))
         self.diff_label = QLabel("")
         self.diff_label.setWordWrap(True)
         self.history = QTextEdit()
