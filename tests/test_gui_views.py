@@ -256,3 +256,32 @@ def test_window_level_with_the_right_mouse_button(make_napari_viewer, qtbot, ct_
     viewer.dims.ndisplay = 2
     combo.setCurrentText("bone")  # a preset is one click away again
     assert tuple(image.contrast_limits) == window_limits(*CT_WINDOWS["bone"])
+
+
+def test_a_large_scan_gets_its_volumes_by_themselves_and_its_diameters_on_measure(
+    make_napari_viewer, qtbot, ct_store, monkeypatch
+):
+    """Above AUTO_DIAMETER_VOXELS (a whole CT) the automatic measurement is volumes only; Measure adds the
+    diameters; one measurement runs at a time (a new one cancels the one in flight)."""
+    from qtpy.QtWidgets import QPushButton
+
+    from napari_medseg.widgets import _controller, _notify
+
+    monkeypatch.setattr(_controller, "AUTO_DIAMETER_VOXELS", 0)  # this CT counts as large
+    said = []
+    monkeypatch.setattr(_notify, "info", lambda text, *a, **k: said.append(text))
+    _viewer, panels, ctrl = _open_in_app(make_napari_viewer, *ct_store)
+    review = panels["Review"]
+    qtbot.waitUntil(lambda: "vertebrae" in "".join(review.measurement_lines()), timeout=10000)
+    assert all(" mL" in line and "mm on" not in line for line in review.measurement_lines())
+    review.measures_list.itemClicked.emit(review.measures_list.item(0))
+    assert any("press Measure" in text for text in said)
+    first = ctrl.measure_structures(diameters=True)
+    token = ctrl._measure_cancel
+    measure = next(b for b in review.findChildren(QPushButton) if b.text() == "Measure")
+    measure.click()  # a second request while the first may still run: the first is cancelled
+    assert token.cancelled and ctrl._measure_cancel is not token
+    qtbot.waitUntil(
+        lambda: all("mm on axial slice" in line for line in review.measurement_lines()), timeout=20000
+    )
+    assert first is not None
