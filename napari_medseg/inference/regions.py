@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from napari_medseg.io.volume import voxel_volume_mm3
+
 if TYPE_CHECKING:
     import torch
 
@@ -450,7 +452,7 @@ def regions_from_voxels(
     the bounding boxes of coarse groups of them, never on the whole volume.
     """
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
-    voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+    voxel_mm3 = voxel_volume_mm3(affine)
     index = np.asarray(index, dtype=np.int64)
     values = np.asarray(values, dtype=np.float32)
     with _collector_paused():

@@ -53,6 +53,12 @@ def array_checksum(array: np.ndarray, dtype: np.dtype | type | None = None) -> s
     return h.hexdigest()
 
 
+def voxel_volume_mm3(affine: np.ndarray) -> float:
+    """Volume of one voxel (mm³) of a grid with this 4×4 voxel → mm ``affine`` (``|det|`` of its 3×3 part:
+    right for anisotropic, rotated and sheared grids alike)."""
+    return abs(float(np.linalg.det(np.asarray(affine, np.float64)[:3, :3])))
+
+
 @dataclass(eq=False)
 class Volume:
     """A 3D image or label map with geometry.

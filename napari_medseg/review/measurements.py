@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from napari_medseg.io.volume import voxel_volume_mm3
+
 
 def voxel_volume_ml(affine: np.ndarray) -> float:
     """Volume of one voxel in mL (1 mL = 1000 mm³) of a grid with this 4×4 voxel → mm ``affine``."""
-    return abs(float(np.linalg.det(np.asarray(affine, np.float64)[:3, :3]))) / 1000.0
+    return voxel_volume_mm3(affine) / 1000.0
 
 
 def class_volumes_ml(labels: np.ndarray, affine: np.ndarray, classes: Iterable[int]) -> dict[int, float]:
@@ -173,16 +175,18 @@ def measure_structures(
     absent from both are left out. ``cancel``: a ``CancelToken`` checked between steps."""
     classes = sorted(int(c) for c in names if int(c) != 0)
     arr = np.asarray(labels)
-    working = class_volumes_ml(arr, affine, classes)
+    per_voxel = voxel_volume_ml(affine)
     proposed = class_volumes_ml(proposal, affine, classes) if proposal is not None else None
     rows = []
     for c in classes:
-        if working[c] > 0 or (proposed is not None and proposed[c] > 0):
-            if cancel is not None:
-                cancel.check()
-            size = axial_diameters(arr == c, affine, cancel) if diameters and working[c] > 0 else None
-            proposal_ml = None if proposed is None else proposed[c]
-            rows.append(StructureMeasurement(c, str(names[c]), working[c], proposal_ml, size))
+        if cancel is not None:
+            cancel.check()
+        mask = arr == c  # one comparison per class serves its volume and its diameters
+        working_ml = int(np.count_nonzero(mask)) * per_voxel
+        proposal_ml = None if proposed is None else proposed[c]
+        if working_ml > 0 or (proposal_ml or 0) > 0:
+            size = axial_diameters(mask, affine, cancel) if diameters and working_ml > 0 else None
+            rows.append(StructureMeasurement(c, str(names[c]), working_ml, proposal_ml, size))
     return rows
 
 

@@ -121,7 +121,6 @@ class ReviewPanel(QWidget):
         self._measurements = list(rows)
         self.measures_list.clear()
         self.measures_list.addItems([r.text(axial_slice(r)) for r in rows] or ["no labelled structure"])
-        self.measures_list.setProperty("case_id", case_id)
 
     def _clear_measurements(self) -> None:
         self._measurements = []
