@@ -95,6 +95,16 @@ def _remove(viewer: napari.Viewer, name: str) -> None:
         viewer.layers.remove(name)
 
 
+def shown_image(viewer: napari.Viewer) -> Any:
+    """The image the window/level tools act on: the open case's, else the selected Image layer (e.g. a
+    scan opened with File > Open); ``None`` if neither."""
+    layer = get(viewer, IMAGE)
+    if layer is None:
+        active = viewer.layers.selection.active
+        layer = active if active is not None and active._type_string == "image" else None
+    return layer
+
+
 def clear_case(viewer: napari.Viewer) -> None:
     """Remove every layer this plugin shows for a case.
 

@@ -174,7 +174,7 @@ class CasesPanel(QWidget):
         """Set the image's contrast to a CT window preset (or the modality's default for ``auto``)."""
         from napari_medseg.io.napari_view import window_limits
 
-        layer = _layers.get(self.viewer, _layers.IMAGE) or self._active_image()
+        layer = _layers.shown_image(self.viewer)
         if layer is None:
             return
         if name in CT_WINDOWS:
@@ -201,10 +201,6 @@ class CasesPanel(QWidget):
             self.view_combo.setCurrentText(name)
         else:
             self.view_combo.setCurrentIndex(-1)
-
-    def _active_image(self):  # noqa: ANN202 - a napari Image layer or None
-        layer = self.viewer.layers.selection.active
-        return layer if layer is not None and layer._type_string == "image" else None
 
     # ------------------------------------------------------------------ view
     def refresh(self) -> None:

@@ -18,19 +18,11 @@ if TYPE_CHECKING:
 RIGHT_BUTTON = 2
 
 
-def _target(viewer: napari.Viewer) -> Any:
-    layer = _layers.get(viewer, _layers.IMAGE)
-    if layer is None:
-        active = viewer.layers.selection.active
-        layer = active if active is not None and active._type_string == "image" else None
-    return layer
-
-
 def install_window_drag(viewer: napari.Viewer, on_change: Any = None) -> None:
     """Add the right-button window/level drag to ``viewer``; ``on_change(layer)`` runs after each step."""
 
     def window_level(viewer: napari.Viewer, event: Any) -> Generator[None, None, None]:
-        layer = _target(viewer)
+        layer = _layers.shown_image(viewer)
         if event.button != RIGHT_BUTTON or layer is None or layer.rgb or viewer.dims.ndisplay != 2:
             return  # (in 3D the right button belongs to the camera)
         start_pos, start = event.pos, tuple(layer.contrast_limits)
